@@ -1,0 +1,123 @@
+"""Request slot states, changed with compare-and-swap so that a cancelled request is
+never handed to a worker and a claimed one is never freed under it.
+
+One table per owner (an HTTP front).  Each slot is one 64-bit state word:
+
+    bits 63..16  seq     the owner's request number, unique per table (never reused)
+    bits 15..4   holder  worker id + 1 of the claimer, 0 when unclaimed
+    bits  3..0   state   FREE 0, POSTED 1, CLAIMED 2, CANCELLED 3
+
+Transitions (who: how):
+    FREE -> POSTED        owner: store, before its descriptor goes on the request ring
+    POSTED -> CLAIMED     worker: CAS; only after this may the worker read the payload
+    POSTED -> CANCELLED   owner: CAS (client went away / deadline); the owner may free at once
+    any -> FREE           owner: store, once the request ended
+
+Because the descriptor carries ``seq``, a worker that pops a descriptor for a slot
+that was cancelled and reused fails its CAS and skips it.
+
+Byte layout: word ``i`` at offset ``HEADER + 8 * i``; offset 0 holds the magic
+0x6C73765F736C6F74 ("lsv_slot"), offset 8 the slot count.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from . import _shm
+from .errors import IPCError
+from .segment import Segment
+
+FREE, POSTED, CLAIMED, CANCELLED = 0, 1, 2, 3
+STATE_NAMES = {FREE: "FREE", POSTED: "POSTED", CLAIMED: "CLAIMED", CANCELLED: "CANCELLED"}
+MAGIC = 0x6C73765F736C6F74
+HEADER = 64
+MAX_WORKERS = (1 << 12) - 2
+
+load64, store64, cas64 = _shm.load64, _shm.store64, _shm.cas64
+
+
+def word(seq: int, state: int, holder: int = 0) -> int:
+    return (seq << 16) | ((holder + 1 if state == CLAIMED else 0) << 4) | state
+
+
+def unpack(value: int) -> tuple[int, int, int]:
+    """(seq, holder worker id or -1, state) of a state word."""
+    return value >> 16, ((value >> 4) & 0xFFF) - 1, value & 0xF
+
+
+class SlotTable:
+    def __init__(self, name: str, count: int = 0, *, create: bool = False) -> None:
+        self.name = name
+        if create:
+            if not isinstance(count, int) or count < 1:
+                raise ValueError(f"slot table {name!r}: count={count!r} must be an int >= 1")
+            self._seg = Segment(name, HEADER + 8 * count, create=True)
+            store64(self._seg.buf, 8, count)
+            store64(self._seg.buf, 0, MAGIC)
+        else:
+            self._seg = Segment(name)
+            if load64(self._seg.buf, 0) != MAGIC:
+                raise ValueError(f"segment {name!r} is not a litserve slot table")
+        self._buf = self._seg.buf
+        self.count = load64(self._buf, 8)
+        self._free: deque[int] = deque(range(self.count)) if create else deque()
+        self._next_seq = 1
+
+    def _off(self, slot: int) -> int:
+        if not 0 <= slot < self.count:
+            raise IndexError(f"slot table {self.name!r}: slot {slot} outside 0..{self.count - 1}")
+        return HEADER + 8 * slot
+
+    # -- owner ------------------------------------------------------------------
+    def acquire(self) -> tuple[int, int] | None:
+        """A free slot and a fresh seq for a new request, or None if all are in use."""
+        if not self._free:
+            return None
+        slot = self._free.popleft()
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        return slot, seq
+
+    def post(self, slot: int, seq: int) -> None:
+        store64(self._buf, self._off(slot), word(seq, POSTED))
+
+    def cancel(self, slot: int, seq: int) -> bool:
+        """POSTED -> CANCELLED; False when a worker claimed it first."""
+        return cas64(self._buf, self._off(slot), word(seq, POSTED), word(seq, CANCELLED))
+
+    def release(self, slot: int) -> None:
+        """End a request: the slot is FREE and may be handed out again."""
+        off = self._off(slot)
+        if load64(self._buf, off) & 0xF == FREE:
+            raise IPCError(f"slot table {self.name!r}: slot {slot} released twice")
+        store64(self._buf, off, FREE)
+        self._free.append(slot)
+
+    def claimed_by(self, worker: int) -> list[tuple[int, int]]:
+        """(slot, seq) of every request that ``worker`` claimed and has not finished."""
+        found = []
+        for slot in range(self.count):
+            seq, holder, state = unpack(load64(self._buf, HEADER + 8 * slot))
+            if state == CLAIMED and holder == worker:
+                found.append((slot, seq))
+        return found
+
+    @property
+    def in_use(self) -> int:
+        return self.count - len(self._free)
+
+    # -- worker -----------------------------------------------------------------
+    def claim(self, slot: int, seq: int, worker: int) -> bool:
+        """POSTED -> CLAIMED by ``worker``; False if cancelled or already reused."""
+        if not 0 <= worker <= MAX_WORKERS:
+            raise ValueError(f"worker={worker} outside 0..{MAX_WORKERS}")
+        return cas64(self._buf, self._off(slot), word(seq, POSTED), word(seq, CLAIMED, worker))
+
+    def state(self, slot: int) -> tuple[int, int, int]:
+        return unpack(load64(self._buf, self._off(slot)))
+
+    def close(self) -> None:
+        self._seg.close()
+
+    def unlink(self) -> None:
+        self._seg.unlink()
