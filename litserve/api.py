@@ -1,0 +1,104 @@
+"""``LitAPI``: the user's hooks, and the defaults for batch / unbatch."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .errors import ConfigError
+
+_UNSET: Any = object()
+
+
+class LitAPI:
+    """Subclass this and implement ``setup`` and ``predict`` (the rest is optional).
+
+    Serving options may be given here (newer LitServe style) or to ``LitServer``;
+    a value given here wins over the server's.
+    """
+
+    device: str = "cpu"
+
+    def __init__(
+        self,
+        max_batch_size: int = _UNSET,
+        batch_timeout: float = _UNSET,
+        stream: bool = _UNSET,
+        api_path: str = _UNSET,
+        spec: Any = _UNSET,
+    ) -> None:
+        given = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
+                     stream=stream, api_path=api_path, spec=spec)
+        self._options = {k: v for k, v in given.items() if v is not _UNSET}
+
+    # -- hooks ----------------------------------------------------------------------
+    def setup(self, device: str) -> None:
+        """Load the model; runs once in every worker process."""
+
+    def decode_request(self, request: Any, **kwargs: Any) -> Any:
+        return request
+
+    def predict(self, x: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement predict(self, x); it is the only "
+            "required hook of a LitAPI"
+        )
+
+    def encode_response(self, output: Any, **kwargs: Any) -> Any:
+        return output
+
+    def batch(self, inputs: list[Any]) -> Any:
+        """Default: stack equal-shape NumPy arrays / torch tensors, else the list.
+
+        The worker replaces this default with a zero-copy-aware version that stacks
+        straight into a reused (pinned, on CUDA) buffer; see ``litserve.worker.batching``.
+        """
+        from .batching import stack
+
+        return stack(inputs)
+
+    def unbatch(self, output: Any) -> list[Any]:
+        return list(output)
+
+    # -- options ----------------------------------------------------------------------
+    @property
+    def options(self) -> dict[str, Any]:
+        """Serving options given to this LitAPI's constructor."""
+        return dict(getattr(self, "_options", {}))
+
+    def hook_takes_context(self, name: str) -> bool:
+        """Whether the hook ``name`` declares a parameter called ``context``."""
+        try:
+            return "context" in inspect.signature(getattr(self, name)).parameters
+        except (TypeError, ValueError):
+            return False
+
+
+def validate_api(api: Any) -> LitAPI:
+    if not isinstance(api, LitAPI):
+        raise ConfigError(
+            f"LitServer needs LitAPI instances, got {type(api).__name__}; "
+            "subclass litserve.LitAPI and pass an instance: ls.LitServer(MyAPI())"
+        )
+    if type(api).predict is LitAPI.predict:
+        raise ConfigError(
+            f"{type(api).__name__} does not implement predict(self, x); it is required"
+        )
+    return api
+
+
+def request_model(api: LitAPI) -> Any:
+    """The pydantic model ``decode_request``'s first parameter is annotated with, if any."""
+    import typing
+
+    try:
+        from pydantic import BaseModel
+
+        hints = typing.get_type_hints(type(api).decode_request)
+        params = list(inspect.signature(type(api).decode_request).parameters)
+    except Exception:  # unresolvable annotations: treat as unannotated
+        return None
+    if len(params) < 2:
+        return None
+    ann = hints.get(params[1])
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None

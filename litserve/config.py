@@ -1,0 +1,167 @@
+"""Validation of serving arguments, and the plan that every process receives.
+
+The plan is a plain picklable dataclass: the supervisor computes it once and ships
+it to every front and worker.  The user's LitAPI objects travel inside it as one
+cloudpickle blob (they may be defined in ``__main__``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .ipc import names
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+MiB = 1 << 20
+
+
+def _torch() -> Any:
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return torch
+
+
+def _cuda_count() -> int:
+    torch = _torch()
+    return torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
+
+
+def _mps_available() -> bool:
+    torch = _torch()
+    return bool(torch is not None and torch.backends.mps.is_available())
+
+
+def resolve_accelerator(accelerator: Any) -> str:
+    """'cpu', 'cuda' or 'mps'; a missing device fails with one clear line."""
+    if accelerator not in ACCELERATORS:
+        choices = ", ".join(repr(a) for a in ACCELERATORS)
+        raise ConfigError(f"accelerator={accelerator!r} is not supported; use one of {choices}")
+    if accelerator == "auto":
+        return "cuda" if _cuda_count() else "mps" if _mps_available() else "cpu"
+    if accelerator in ("cuda", "gpu"):
+        if _cuda_count():
+            return "cuda"
+        if accelerator == "gpu" and _mps_available():
+            return "mps"
+        raise ConfigError(
+            f"accelerator={accelerator!r} was requested but no CUDA GPU is visible "
+            "(torch.cuda.is_available() is False); use accelerator='cpu' or 'auto'"
+        )
+    if accelerator == "mps" and not _mps_available():
+        raise ConfigError(
+            "accelerator='mps' was requested but MPS is not available on this machine; "
+            "use accelerator='cpu' or 'auto'"
+        )
+    return accelerator
+
+
+def resolve_devices(devices: Any, accelerator: str) -> list[str]:
+    """Device strings, one per worker set."""
+    available = _cuda_count() if accelerator == "cuda" else 1
+    if devices == "auto":
+        ids = list(range(available))
+    elif isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1:
+        if accelerator == "cuda" and devices > available:
+            raise ConfigError(f"devices={devices} but only {available} CUDA device(s) are visible")
+        ids = list(range(devices))
+    elif isinstance(devices, list | tuple) and devices and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
+    ):
+        bad = [d for d in devices if accelerator == "cuda" and d >= available]
+        if bad:
+            raise ConfigError(
+                f"devices={list(devices)} names CUDA device(s) {bad} but only ids "
+                f"0..{available - 1} exist"
+            )
+        ids = list(devices)
+    else:
+        raise ConfigError(
+            f"devices={devices!r} is not valid; use 'auto', a positive int, or a list of "
+            "device ids such as [0, 1]"
+        )
+    if accelerator == "cuda":
+        return [f"cuda:{i}" for i in ids]
+    return [accelerator] * len(ids)
+
+
+def positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}={value!r} is not valid; use an int >= 1")
+    return value
+
+
+def timeout_seconds(value: Any) -> float | None:
+    """The request timeout in seconds, None when disabled (False or -1)."""
+    if value is False or value == -1 or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(
+            f"timeout={value!r} is not valid; use a number of seconds > 0, or False / -1 "
+            "to disable"
+        )
+    return float(value)
+
+
+def batch_timeout_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"batch_timeout={value!r} is not valid; use a number of seconds >= 0")
+    return float(value)
+
+
+def api_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"api_path={value!r} is not valid; use a path starting with '/'")
+    return value
+
+
+@dataclass
+class RouteOptions:
+    """Serving options of one LitAPI after merging its own and the server's."""
+
+    api_path: str
+    max_batch_size: int
+    batch_timeout: float
+    stream: bool
+    spec: Any = None
+
+
+@dataclass
+class Plan:
+    """Everything a front or worker needs to know, decided once by the supervisor."""
+
+    apis_blob: bytes
+    routes: list[RouteOptions]
+    devices: list[str]  # one entry per worker slot
+    fronts: int
+    timeout: float | None
+    host: str = "0.0.0.0"
+    port: int = 8000
+    log_level: str = "info"
+    api_key: str | None = None
+    healthcheck_path: str = "/health"
+    token: str = field(default_factory=names.new_token)
+    request_arena_bytes: int = 256 * MiB
+    response_arena_bytes: int = 256 * MiB
+    slots_per_front: int = 4096
+    request_ring_cells: int = 4096
+    completion_ring_cells: int = 8192
+    release_ring_cells: int = 16384
+    queue_wait: float = 5.0  # bounded wait for ring / arena space before 503
+    uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def name(self, role: str) -> str:
+        return names.make(self.token, role)
+
+    @property
+    def workers(self) -> int:
+        return len(self.devices)
+
+
+def read_api_key() -> str | None:
+    return os.environ.get("LIT_SERVER_API_KEY") or None

@@ -1,0 +1,43 @@
+"""Every exception litserve raises on purpose, under one root."""
+
+from __future__ import annotations
+
+from .ipc.errors import (
+    ArenaFull,
+    InvalidFree,
+    IPCError,
+    LitServeError,
+    PayloadTooLarge,
+    RingEmpty,
+    RingFull,
+    SegmentExists,
+    SegmentNotFound,
+)
+
+
+class ConfigError(LitServeError, ValueError):
+    """An argument to LitAPI / LitServer / run() has a value we cannot serve with."""
+
+
+class StartupError(LitServeError, RuntimeError):
+    """A worker or front failed to start (for example ``setup`` raised)."""
+
+
+class WorkerDied(LitServeError, RuntimeError):
+    """A worker process ended while it held requests."""
+
+
+__all__ = [
+    "ArenaFull",
+    "ConfigError",
+    "IPCError",
+    "InvalidFree",
+    "LitServeError",
+    "PayloadTooLarge",
+    "RingEmpty",
+    "RingFull",
+    "SegmentExists",
+    "SegmentNotFound",
+    "StartupError",
+    "WorkerDied",
+]

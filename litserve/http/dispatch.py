@@ -1,0 +1,235 @@
+"""The front's side of the pipeline: post requests, receive completions.
+
+A dedicated thread blocks on this front's completion ring, copies each result out
+of the worker's out-arena (handing the block straight back), and passes the batch
+of completions it drained to the event loop in one ``call_soon_threadsafe``.  The
+event loop never blocks on IPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from .. import protocol as P
+from ..config import Plan
+from ..ipc import Arena, Ring, RingFull, SlotTable
+from ..ipc.errors import SegmentNotFound
+
+log = logging.getLogger("litserve.front")
+
+
+class Reply:
+    """One completion as the event loop sees it."""
+
+    __slots__ = ("kind", "status", "ctype", "headers", "body")
+
+    def __init__(self, kind: int, status: int, ctype: int, headers: bytes, body: bytes):
+        self.kind, self.status, self.ctype, self.headers, self.body = (
+            kind, status, ctype, headers, body)
+
+
+class Pending:
+    """A request posted by this front and not yet ended."""
+
+    __slots__ = ("slot", "seq", "block", "replies", "waiter", "abandoned", "timer")
+
+    def __init__(self, slot: int, seq: int, block: int | None) -> None:
+        self.slot, self.seq, self.block = slot, seq, block
+        self.replies: deque[Reply] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.abandoned = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def push(self, reply: Reply) -> None:
+        self.replies.append(reply)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def next(self, loop: asyncio.AbstractEventLoop) -> Reply:
+        while not self.replies:
+            self.waiter = loop.create_future()
+            await self.waiter
+        return self.replies.popleft()
+
+
+class Busy(Exception):
+    """No slot, arena space or ring cell within the bounded wait (503)."""
+
+
+class Dispatcher:
+    def __init__(self, plan: Plan, index: int) -> None:
+        self.plan, self.index = plan, index
+        arena, slots, done = (plan.name(r) for r in P.front_roles(index))
+        self.arena = Arena(arena, plan.request_arena_bytes, create=True)
+        self.slots = SlotTable(slots, plan.slots_per_front, create=True)
+        self.done = Ring(done, plan.completion_ring_cells, P.CELL_SIZE, create=True)
+        self.requests = Ring(plan.name(P.request_ring_role()))
+        self.pending: dict[int, Pending] = {}
+        self.outs: dict[tuple[int, int], tuple[Arena, Ring]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._drain, name="litserve-completions",
+                                        daemon=True)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._thread.start()
+
+    # -- posting (event loop) ---------------------------------------------------------
+    async def open(self, nbytes: int, deadline: float) -> Pending:
+        """A slot and (for nbytes > 0) an arena block, waiting boundedly for space."""
+        while True:
+            got = self.slots.acquire()
+            if got is not None:
+                break
+            await self._wait_space(deadline, "all request slots of this front are in use")
+        slot, seq = got
+        block = None
+        if nbytes:
+            while (block := self.arena.try_alloc(nbytes)) is None:
+                try:
+                    await self._wait_space(deadline, "the request arena is full")
+                except Busy:
+                    self._give_back_slot(slot)
+                    raise
+        return Pending(slot, seq, block)
+
+    def _give_back_slot(self, slot: int) -> None:
+        # never posted: mark it POSTED with seq 0 (no descriptor carries 0) to release it
+        self.slots.post(slot, 0)
+        self.slots.release(slot)
+
+    async def _wait_space(self, deadline: float, why: str) -> None:
+        if time.monotonic() >= deadline:
+            raise Busy(f"server busy: {why} (waited {self.plan.queue_wait:g} s); retry later")
+        await asyncio.sleep(0.002)
+
+    async def post(self, pending: Pending, rec: P.RequestRecord, deadline: float) -> None:
+        """Publish the request: slot POSTED, then the record on the request ring."""
+        self.slots.post(pending.slot, pending.seq)
+        body = rec.pack()
+        self.pending[pending.slot] = pending
+        while True:
+            try:
+                self.requests.put(body, timeout=0)
+                return
+            except RingFull:
+                try:
+                    await self._wait_space(deadline, "the request queue is full")
+                except Busy:
+                    self.cancel(pending)
+                    raise
+
+    def cancel(self, pending: Pending) -> bool:
+        """Withdraw a request no worker has claimed (True), else mark it abandoned."""
+        if self.slots.cancel(pending.slot, pending.seq):
+            self._end(pending)
+            return True
+        pending.abandoned = True
+        return False
+
+    def discard(self, pending: Pending) -> None:
+        """Give back a slot/block that was never posted."""
+        if pending.block is not None:
+            self.arena.free(pending.block)
+        self._give_back_slot(pending.slot)
+
+    def _end(self, pending: Pending) -> None:
+        self.pending.pop(pending.slot, None)
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if pending.block is not None:
+            self.arena.free(pending.block)
+            pending.block = None
+        self.slots.release(pending.slot)
+
+    # -- completions (thread, then event loop) -----------------------------------------
+    def _drain(self) -> None:
+        while True:
+            batch = [self.done.get(None)]
+            while len(batch) < 256 and (more := self.done.try_get()) is not None:
+                batch.append(more)
+            items = []
+            stop = False
+            for body in batch:
+                c = P.Completion.unpack(body)
+                if c.kind == P.WAKE:
+                    stop = True
+                    continue
+                items.append((c, self._read(c)))
+            if items:
+                assert self.loop is not None
+                self.loop.call_soon_threadsafe(self._deliver, items)
+            if stop:
+                return
+
+    def _read(self, c: P.Completion) -> Reply | None:
+        if c.kind == P.WORKER_DIED:
+            return None
+        if c.block == P.NO_BLOCK:
+            raw = c.inline
+            headers, body = raw[: c.meta_len], raw[c.meta_len :]
+        else:
+            arena, releases = self._out(c.worker, c.gen)
+            view = arena.view(c.block, c.meta_len + c.data_len)
+            headers, body = bytes(view[: c.meta_len]), bytes(view[c.meta_len :])
+            view.release()
+            try:
+                releases.put(P.RELEASE.pack(c.block), timeout=1.0)
+            except RingFull:
+                log.error("worker %d's release ring is full; block %d leaks", c.worker, c.block)
+        return Reply(c.kind, c.status, c.ctype, headers, body)
+
+    def _out(self, worker: int, gen: int) -> tuple[Arena, Ring]:
+        key = (worker, gen)
+        out = self.outs.get(key)
+        if out is None:
+            for old in [k for k in self.outs if k[0] == worker]:
+                arena, ring = self.outs.pop(old)
+                ring.close()
+                arena.close()
+            names = [self.plan.name(r) for r in P.worker_roles(worker, gen)]
+            out = self.outs[key] = (Arena(names[0]), Ring(names[1]))
+        return out
+
+    def _deliver(self, items: list[tuple[P.Completion, Reply | None]]) -> None:
+        for c, reply in items:
+            if reply is None:
+                self._worker_died(c.worker)
+                continue
+            pending = self.pending.get(c.slot)
+            if pending is None or pending.seq != c.seq:
+                continue  # already ended (e.g. failed when its worker died)
+            if c.kind in (P.RESULT, P.END, P.ERROR):
+                self._end(pending)
+            if not pending.abandoned:
+                pending.push(reply)
+
+    def _worker_died(self, worker: int) -> None:
+        body = b'{"detail":"the worker running this request died; it was restarted"}'
+        for slot, seq in self.slots.claimed_by(worker):
+            pending = self.pending.get(slot)
+            if pending is None or pending.seq != seq:
+                continue
+            self._end(pending)
+            pending.push(Reply(P.ERROR, 500, P.CT_JSON, b"", body))
+
+    def close(self) -> None:
+        try:
+            self.done.put(P.Completion(0, 0, P.WAKE, 0, 0, 0, P.NO_BLOCK, 0, 0, 0).pack(),
+                          timeout=1.0)
+            self._thread.join(timeout=2.0)
+        except (RingFull, SegmentNotFound, RuntimeError):
+            pass
+        for arena, ring in self.outs.values():
+            ring.close()
+            arena.close()
+        for part in (self.requests, self.done, self.slots, self.arena):
+            part.close()
+
+
+def board(plan: Plan) -> P.Board:
+    return P.Board(plan.name(P.board_role()))
+

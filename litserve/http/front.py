@@ -1,0 +1,55 @@
+"""Entry point of an HTTP front process (spawned by the supervisor)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Generator
+from typing import Any
+
+import cloudpickle
+import uvicorn
+
+from ..config import Plan
+from ..ipc._shm import set_parent_death_signal
+from .app import Front
+
+
+class _FrontServer(uvicorn.Server):
+    """uvicorn, minus its signal handling: the supervisor tells us when to stop."""
+
+    announce = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.announce and self.started and sockets:
+            self._log_started_message(sockets)  # uvicorn skips it for inherited sockets
+
+
+def front_main(plan: Plan, index: int, sock: socket.socket, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if set_parent_death_signal(signal.SIGTERM) != parent:
+        os._exit(1)
+    apis, _specs = cloudpickle.loads(plan.apis_blob)
+    front = Front(plan, index, apis)
+    kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3}
+    kwargs.update(plan.uvicorn_kwargs)
+    config = uvicorn.Config(front, host=plan.host, port=plan.port, log_level=plan.log_level,
+                            lifespan="on", **kwargs)
+    server = _FrontServer(config)
+    server.announce = index == 0
+
+    def stop(signum: int, frame: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        front.close()

@@ -1,0 +1,206 @@
+"""The records fronts and workers exchange over the rings, and the control board.
+
+Nothing here knows HTTP or LitAPI: these are the fixed-size wire records of the
+shared-memory pipeline.  ``litserve.http`` and ``litserve.worker`` both import this
+module and never each other.
+
+Request record (body of a request-ring cell, little-endian, 48-byte header):
+
+    offset size type  field
+    0      2    u16   front      index of the posting front
+    2      2    u16   api        index of the LitAPI (route) in the server
+    4      2    u16   kind       body kind: JSON 1, OCTET 2, NPY 3, BUNDLE 4, FORM 5, STOP 15
+    6      2    u16   flags      STREAM 1, ACCEPT_OCTET 2, ACCEPT_NPY 4, ACCEPT_BUNDLE 8
+    8      4    u32   slot       slot in the front's slot table
+    12     8    u64   seq        the request's number in that table (CAS tag)
+    20     8    u64   block      offset of the block in the front's arena; NO_BLOCK = inline
+    28     8    u64   data_len   body bytes
+    36     4    u32   meta_len   bytes of the pickled meta dict before the body (0 = none)
+    40     8    f64   deadline   time.monotonic() deadline, 0.0 = none
+    48     ...        inline     meta + body when block == NO_BLOCK
+
+    In a block the meta starts at the block's offset and the body at
+    offset + align64(meta_len), so tensor bodies are 64-byte aligned.
+
+Completion record (body of a completion-ring cell, 48-byte header):
+
+    0      2    u16   worker     worker slot index (or the dead worker, for WORKER_DIED)
+    2      2    u16   gen        generation of that worker slot (restarts count up)
+    4      2    u16   kind       RESULT 1, CHUNK 2, END 3, ERROR 4, WORKER_DIED 9, WAKE 10
+    6      2    u16   status     HTTP status (RESULT/ERROR, first CHUNK)
+    8      4    u32   slot
+    12     8    u64   seq
+    20     8    u64   block      offset in the worker's out-arena; NO_BLOCK = inline
+    28     8    u64   data_len
+    36     4    u32   meta_len   bytes of header lines ("name: value\\r\\n", latin-1) first
+    40     2    u16   ctype      content type code, see CONTENT_TYPES
+    42     6          reserved
+    48     ...        inline     meta + body when block == NO_BLOCK
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .ipc import _shm
+from .ipc.segment import Segment
+
+NO_BLOCK = (1 << 64) - 1
+CELL_SIZE = 256
+HEADER_SIZE = 48
+INLINE_MAX = CELL_SIZE - 8 - HEADER_SIZE
+
+# request kinds
+JSON, OCTET, NPY, BUNDLE, FORM, STOP = 1, 2, 3, 4, 5, 15
+# request flags
+STREAM, ACCEPT_OCTET, ACCEPT_NPY, ACCEPT_BUNDLE = 1, 2, 4, 8
+# completion kinds
+RESULT, CHUNK, END, ERROR, WORKER_DIED, WAKE = 1, 2, 3, 4, 9, 10
+
+CONTENT_TYPES = (
+    b"application/json",
+    b"application/octet-stream",
+    b"application/x-npy",
+    b"application/x-litserve-tensors",
+    b"text/plain; charset=utf-8",
+    b"application/x-ndjson",
+    b"text/event-stream",
+    b"",  # given in the meta header lines
+)
+CT_JSON, CT_OCTET, CT_NPY, CT_BUNDLE, CT_TEXT, CT_NDJSON, CT_SSE, CT_OTHER = range(8)
+
+_REQ = struct.Struct("<HHHHIQQQId")
+_DONE = struct.Struct("<HHHHIQQQIH6x")
+assert _REQ.size == HEADER_SIZE and _DONE.size == HEADER_SIZE
+
+
+def align64(n: int) -> int:
+    return (n + 63) & ~63
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    front: int
+    api: int
+    kind: int
+    flags: int
+    slot: int
+    seq: int
+    block: int
+    data_len: int
+    meta_len: int
+    deadline: float
+    inline: bytes = b""
+
+    def pack(self) -> bytes:
+        return _REQ.pack(self.front, self.api, self.kind, self.flags, self.slot, self.seq,
+                         self.block, self.data_len, self.meta_len, self.deadline) + self.inline
+
+    @classmethod
+    def unpack(cls, body: bytes) -> RequestRecord:
+        f = _REQ.unpack_from(body)
+        inline = body[HEADER_SIZE : HEADER_SIZE + f[8] + f[7]] if f[6] == NO_BLOCK else b""
+        return cls(*f, inline)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    worker: int
+    gen: int
+    kind: int
+    status: int
+    slot: int
+    seq: int
+    block: int
+    data_len: int
+    meta_len: int
+    ctype: int
+    inline: bytes = b""
+
+    def pack(self) -> bytes:
+        return _DONE.pack(self.worker, self.gen, self.kind, self.status, self.slot, self.seq,
+                          self.block, self.data_len, self.meta_len, self.ctype) + self.inline
+
+    @classmethod
+    def unpack(cls, body: bytes) -> Completion:
+        f = _DONE.unpack_from(body)
+        inline = body[HEADER_SIZE : HEADER_SIZE + f[8] + f[7]] if f[6] == NO_BLOCK else b""
+        return cls(*f, inline)
+
+
+# -- control board --------------------------------------------------------------------
+# One small segment made by the supervisor.  Layout (u64 words):
+#   0 magic "lsv_ctl_"   8 worker count   16 front count   24 shutdown flag
+#   64 + 8*j   worker j state word: (generation << 8) | state
+#   64 + 8*(workers + i)   front i state word (same encoding, generation 0)
+STARTING, READY, FAILED, STOPPED = 0, 1, 2, 3
+_BOARD_MAGIC = 0x6C73765F63746C5F
+
+
+class Board:
+    def __init__(self, name: str, workers: int = 0, fronts: int = 0, *, create: bool = False):
+        self.name = name
+        if create:
+            self._seg = Segment(name, 64 + 8 * (workers + fronts), create=True)
+            _shm.store64(self._seg.buf, 8, workers)
+            _shm.store64(self._seg.buf, 16, fronts)
+            _shm.store64(self._seg.buf, 0, _BOARD_MAGIC)
+        else:
+            self._seg = Segment(name)
+        self._buf = self._seg.buf
+        self.workers = _shm.load64(self._buf, 8)
+        self.fronts = _shm.load64(self._buf, 16)
+
+    def set_worker(self, j: int, gen: int, state: int) -> None:
+        _shm.store64(self._buf, 64 + 8 * j, (gen << 8) | state)
+
+    def worker(self, j: int) -> tuple[int, int]:
+        """(generation, state) of worker slot j."""
+        w = _shm.load64(self._buf, 64 + 8 * j)
+        return w >> 8, w & 0xFF
+
+    def set_front(self, i: int, state: int) -> None:
+        _shm.store64(self._buf, 64 + 8 * (self.workers + i), state)
+
+    def front(self, i: int) -> int:
+        return _shm.load64(self._buf, 64 + 8 * (self.workers + i)) & 0xFF
+
+    def all_workers_ready(self) -> bool:
+        return all(self.worker(j)[1] == READY for j in range(self.workers))
+
+    @property
+    def shutting_down(self) -> bool:
+        return _shm.load64(self._buf, 24) != 0
+
+    def begin_shutdown(self) -> None:
+        _shm.store64(self._buf, 24, 1)
+
+    def close(self) -> None:
+        self._seg.close()
+
+    def unlink(self) -> None:
+        self._seg.unlink()
+
+
+# -- names of every segment, by role -------------------------------------------------
+def request_ring_role() -> str:
+    return "req"
+
+
+def board_role() -> str:
+    return "ctl"
+
+
+def front_roles(i: int) -> tuple[str, str, str]:
+    """(arena, slot table, completion ring) roles of front i."""
+    return f"f{i}.arena", f"f{i}.slots", f"f{i}.done"
+
+
+def worker_roles(j: int, gen: int) -> tuple[str, str]:
+    """(out-arena, release ring) roles of worker slot j, generation gen."""
+    return f"w{j}.{gen}.out", f"w{j}.{gen}.rel"
+
+
+RELEASE = struct.Struct("<Q")
+RELEASE_CELL = 16

@@ -1,0 +1,183 @@
+"""``LitServer``: validate the configuration, then hand it to the supervisor."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from .api import LitAPI, validate_api
+from .config import (
+    MiB,
+    Plan,
+    RouteOptions,
+    api_path,
+    batch_timeout_seconds,
+    positive_int,
+    read_api_key,
+    resolve_accelerator,
+    resolve_devices,
+    timeout_seconds,
+)
+from .errors import ConfigError
+
+log = logging.getLogger("litserve")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class LitServer:
+    """Serve one LitAPI (or several, each on its own ``api_path``)."""
+
+    def __init__(
+        self,
+        api: LitAPI | list[LitAPI],
+        accelerator: str = "auto",
+        devices: int | str | list[int] = "auto",
+        workers_per_device: int = 1,
+        timeout: float | bool = 30,
+        max_batch_size: int = 1,
+        batch_timeout: float = 0.0,
+        stream: bool = False,
+        spec: Any = None,
+        api_path: str = "/predict",
+        healthcheck_path: str = "/health",
+        max_payload_size: int | None = None,
+        response_buffer_size: int = 256 * MiB,
+    ) -> None:
+        apis = list(api) if isinstance(api, list | tuple) else [api]
+        if not apis:
+            raise ConfigError("LitServer needs at least one LitAPI")
+        self.apis = [validate_api(a) for a in apis]
+        self.accelerator = resolve_accelerator(accelerator)
+        self.devices = resolve_devices(devices, self.accelerator)
+        self.workers_per_device = positive_int("workers_per_device", workers_per_device)
+        self.timeout = timeout_seconds(timeout)
+        defaults = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
+                        stream=stream, api_path=api_path, spec=spec)
+        self.routes = [_route(a, defaults) for a in self.apis]
+        _check_paths(self.routes, healthcheck_path)
+        self.healthcheck_path = healthcheck_path
+        self.max_payload_size = (
+            256 * MiB if max_payload_size is None
+            else positive_int("max_payload_size", max_payload_size)
+        )
+        self.response_buffer_size = positive_int("response_buffer_size", response_buffer_size)
+
+    def plan(self, host: str = "0.0.0.0", port: int = 8000, num_api_servers: int | None = None,
+             log_level: str = "info", **uvicorn_kwargs: Any) -> Plan:
+        """Everything the processes need; ``run`` uses this, tests may inspect it."""
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ConfigError(f"port={port!r} is not valid; use an int from 0 to 65535")
+        fronts = 1 if num_api_servers is None else positive_int("num_api_servers", num_api_servers)
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level={log_level!r} is not valid; use one of "
+                              + ", ".join(repr(x) for x in LOG_LEVELS))
+        specs = [r.spec for r in self.routes]
+        routes = [RouteOptions(r.api_path, r.max_batch_size, r.batch_timeout, r.stream)
+                  for r in self.routes]
+        return Plan(
+            apis_blob=cloudpickle.dumps((self.apis, specs)),
+            routes=routes,
+            devices=[d for d in self.devices for _ in range(self.workers_per_device)],
+            fronts=fronts,
+            timeout=self.timeout,
+            host=host,
+            port=port,
+            log_level=log_level,
+            api_key=read_api_key(),
+            healthcheck_path=self.healthcheck_path,
+            request_arena_bytes=self.max_payload_size + MiB,
+            response_arena_bytes=self.response_buffer_size,
+            uvicorn_kwargs=uvicorn_kwargs,
+        )
+
+    def run(self, host: str = "0.0.0.0", port: int = 8000, num_api_servers: int | None = None,
+            log_level: str = "info", generate_client_file: bool = True,
+            **uvicorn_kwargs: Any) -> None:
+        """Start fronts and workers and serve until Ctrl+C / SIGTERM."""
+        from .supervisor import Supervisor
+
+        for key in ("api_server_worker_type", "pretty_logs"):
+            uvicorn_kwargs.pop(key, None)  # upstream options with no meaning here
+        plan = self.plan(host, port, num_api_servers, log_level, **uvicorn_kwargs)
+        logging.basicConfig(level=log_level.upper() if log_level != "trace" else "DEBUG",
+                            format="%(levelname)s:     %(message)s")
+        if generate_client_file:
+            write_client_file(plan)
+        try:
+            sock = bind(host, port)
+        except ConfigError as exc:
+            print(f"litserve: {exc}", file=sys.stderr)
+            sys.exit(1)
+        plan.port = sock.getsockname()[1]
+        code = Supervisor(plan, sock).run()
+        sock.close()
+        if code:
+            sys.exit(code)
+
+
+def _route(api: LitAPI, defaults: dict[str, Any]) -> RouteOptions:
+    merged = {**defaults, **api.options}
+    stream = merged["stream"]
+    if not isinstance(stream, bool):
+        raise ConfigError(f"stream={stream!r} is not valid; use True or False")
+    return RouteOptions(
+        api_path=api_path(merged["api_path"]),
+        max_batch_size=positive_int("max_batch_size", merged["max_batch_size"]),
+        batch_timeout=batch_timeout_seconds(merged["batch_timeout"]),
+        stream=stream,
+        spec=merged["spec"],
+    )
+
+
+def _check_paths(routes: list[RouteOptions], health: str) -> None:
+    seen: dict[str, int] = {}
+    for i, r in enumerate(routes):
+        if r.api_path in seen or r.api_path == health:
+            other = f"LitAPI #{seen[r.api_path]}" if r.api_path in seen else "the health check"
+            raise ConfigError(
+                f"LitAPI #{i} and {other} both use api_path={r.api_path!r}; give each LitAPI "
+                "its own path, e.g. LitAPI(api_path='/v1/other')")
+        seen[r.api_path] = i
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc}"
+        raise ConfigError(f"port {port} on {host} {why}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+CLIENT_TEMPLATE = '''"""A client for the litserve server (written by LitServer.run)."""
+
+import requests
+
+response = requests.post("http://127.0.0.1:{port}{path}", json={{"input": 4.0}})
+print(f"Status: {{response.status_code}}\\nResponse:\\n {{response.text}}")
+'''
+
+
+def write_client_file(plan: Plan) -> None:
+    main = sys.modules.get("__main__")
+    where = Path(getattr(main, "__file__", "") or os.getcwd())
+    target = (where.parent if where.is_file() else where) / "client.py"
+    if target.exists():
+        return
+    try:
+        target.write_text(CLIENT_TEMPLATE.format(port=plan.port, path=plan.routes[0].api_path))
+    except OSError as exc:
+        log.warning("litserve: could not write %s: %s", target, exc)

@@ -1,0 +1,191 @@
+"""The supervisor: creates the shared memory, starts fronts and workers, restarts
+dead workers, and shuts everything down on SIGINT / SIGTERM.
+
+Signal handlers only record the signal and wake the main loop through a pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+from . import protocol as P
+from .config import Plan
+from .errors import StartupError
+from .http.front import front_main
+from .ipc import Ring, ring, segment
+from .ipc.errors import IPCError
+from .ipc.janitor import Janitor, sweep
+from .worker.main import worker_main
+
+log = logging.getLogger("litserve")
+MAX_RESTARTS = 20
+
+
+class Supervisor:
+    def __init__(self, plan: Plan, sock: socket.socket) -> None:
+        self.plan, self.sock = plan, sock
+        self.ctx = multiprocessing.get_context("spawn")
+        self.fronts: list[Any] = []
+        self.workers: list[Any] = []
+        self.gens = [0] * plan.workers
+        self.restarts = 0
+        self.stop_signal: int | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._done_rings: dict[int, Ring] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until a signal; the exit code (0 clean, 1 failed)."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        janitor = Janitor.start(self.plan.token)
+        try:
+            self._create()
+            self._start()
+            if not self._wait_started():
+                return 1 if self.stop_signal is None else 0
+            log.info("litserve: %d worker(s) ready on %s", self.plan.workers,
+                     ", ".join(sorted(set(self.plan.devices))))
+            return self._watch()
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 1
+        finally:
+            self._shutdown()
+            sweep(self.plan.token)
+            janitor.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum
+        os.write(self._wake_w, b"!")
+
+    def _create(self) -> None:
+        plan = self.plan
+        self.board = P.Board(plan.name(P.board_role()), plan.workers, plan.fronts, create=True)
+        self.requests = Ring(plan.name(P.request_ring_role()), plan.request_ring_cells,
+                             P.CELL_SIZE, create=True)
+
+    def _start(self) -> None:
+        me = os.getpid()
+        for i in range(self.plan.fronts):
+            p = self.ctx.Process(target=front_main, args=(self.plan, i, self.sock, me),
+                                 name=f"litserve-front-{i}")
+            p.start()
+            self.fronts.append(p)
+        for j in range(self.plan.workers):
+            self.workers.append(self._spawn_worker(j))
+
+    def _spawn_worker(self, j: int) -> Any:
+        self.board.set_worker(j, self.gens[j], P.STARTING)
+        p = self.ctx.Process(target=worker_main, args=(self.plan, j, self.gens[j], os.getpid()),
+                             name=f"litserve-worker-{j}")
+        p.start()
+        return p
+
+    def _wait_started(self) -> bool:
+        """Block until every worker finished setup; False if one failed or we were told to stop."""
+        while self.stop_signal is None:
+            for j, p in enumerate(self.workers):
+                if p.exitcode is not None:
+                    raise StartupError(
+                        f"litserve: worker {j} exited with code {p.exitcode} during start-up "
+                        "(its traceback is above); stopping")
+            for i, p in enumerate(self.fronts):
+                if p.exitcode is not None:
+                    raise StartupError(f"litserve: HTTP front {i} exited with code {p.exitcode} "
+                                       "during start-up; stopping")
+            if self.board.all_workers_ready() and all(
+                self.board.front(i) == P.READY for i in range(self.plan.fronts)
+            ):
+                return True
+            self._wait([p.sentinel for p in self.workers + self.fronts], 0.05)
+        return False
+
+    def _wait(self, sentinels: list[int], timeout: float) -> list[Any]:
+        ready = multiprocessing.connection.wait([*sentinels, self._wake_r], timeout)
+        if self._wake_r in ready:
+            os.read(self._wake_r, 64)
+        return ready
+
+    def _watch(self) -> int:
+        while self.stop_signal is None:
+            self._wait([p.sentinel for p in self.workers + self.fronts], 1.0)
+            for i, p in enumerate(self.fronts):
+                if p.exitcode is not None and self.stop_signal is None:
+                    log.error("litserve: HTTP front %d died (exit code %s); stopping", i,
+                              p.exitcode)
+                    return 1
+            for j, p in enumerate(self.workers):
+                if p.exitcode is not None and self.stop_signal is None:
+                    if not self._restart(j, p.exitcode):
+                        return 1
+        return 0
+
+    def _restart(self, j: int, code: int) -> bool:
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS:
+            log.error("litserve: workers died %d times; giving up", self.restarts)
+            return False
+        log.error("litserve: worker %d died (exit code %s); failing its requests and restarting",
+                  j, code)
+        old = self.gens[j]
+        for i in range(self.plan.fronts):
+            self._notify_front(i, j, old)
+        out, rel = (self.plan.name(role) for role in P.worker_roles(j, old))
+        segment.unlink(out)
+        ring.unlink(rel)
+        self.gens[j] = old + 1
+        self.workers[j] = self._spawn_worker(j)
+        return True
+
+    def _notify_front(self, i: int, j: int, gen: int) -> None:
+        done = self._done_rings.get(i)
+        try:
+            if done is None:
+                done = self._done_rings[i] = Ring(self.plan.name(P.front_roles(i)[2]))
+            rec = P.Completion(j, gen, P.WORKER_DIED, 500, 0, 0, P.NO_BLOCK, 0, 0, 0)
+            done.put(rec.pack(), timeout=1.0)
+        except IPCError as exc:
+            log.error("litserve: could not tell front %d that worker %d died: %s", i, j, exc)
+
+    # -- shutdown ---------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        if not hasattr(self, "board"):
+            return
+        self.board.begin_shutdown()
+        for p in self.fronts:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: uvicorn finishes in-flight requests
+        _join(self.fronts, 5.0)
+        live = [p for p in self.workers if p.is_alive()]
+        stop = P.RequestRecord(0, 0, P.STOP, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0).pack()
+        for _ in live:
+            try:
+                self.requests.put(stop, timeout=0.5)
+            except IPCError:
+                break
+        _join(live, 3.0)
+        for ring_ in self._done_rings.values():
+            ring_.close()
+        self.requests.close()
+        self.board.close()
+
+
+def _join(procs: list[Any], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join(2.0)

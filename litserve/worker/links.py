@@ -1,0 +1,61 @@
+"""The worker's view of the shared memory: fronts it serves, its own out-arena."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import protocol as P
+from ..config import Plan
+from ..ipc import Arena, PayloadTooLarge, Ring, RingEmpty, SlotTable
+from ..ipc._shm import gather_copy
+
+
+class FrontLink:
+    """Front i's arena (read), slot table (claim) and completion ring (post)."""
+
+    def __init__(self, plan: Plan, i: int) -> None:
+        arena, slots, done = (plan.name(r) for r in P.front_roles(i))
+        self.arena = Arena(arena)
+        self.slots = SlotTable(slots)
+        self.done = Ring(done)
+
+    def close(self) -> None:
+        for part in (self.done, self.slots, self.arena):
+            part.close()
+
+
+class OutArena:
+    """This worker's response arena and the ring on which fronts hand blocks back."""
+
+    def __init__(self, plan: Plan, j: int, gen: int) -> None:
+        out, rel = (plan.name(r) for r in P.worker_roles(j, gen))
+        self.arena = Arena(out, plan.response_arena_bytes, create=True)
+        self.releases = Ring(rel, plan.release_ring_cells, P.RELEASE_CELL, create=True)
+        self.wait = plan.queue_wait * 6
+
+    def reclaim(self) -> None:
+        while (rec := self.releases.try_get()) is not None:
+            self.arena.free(P.RELEASE.unpack_from(rec)[0])
+
+    def write(self, meta: bytes, parts: list[Any]) -> tuple[int, int]:
+        """Copy meta + parts into a new block; (offset, body length)."""
+        size = sum(memoryview(p).nbytes for p in parts)
+        self.reclaim()
+        block = self.arena.try_alloc(len(meta) + size)
+        deadline = time.monotonic() + self.wait
+        while block is None:
+            try:
+                rec = self.releases.get(timeout=max(0.0, deadline - time.monotonic()))
+            except RingEmpty:
+                raise PayloadTooLarge(
+                    f"the response arena ({self.arena.size} bytes) stayed full for "
+                    f"{self.wait:.0f} s", size=size, limit=self.arena.size) from None
+            self.arena.free(P.RELEASE.unpack_from(rec)[0])
+            block = self.arena.try_alloc(len(meta) + size)
+        gather_copy(self.arena.buf, block, [meta, *parts])
+        return block, size
+
+    def close(self) -> None:
+        self.releases.close()
+        self.arena.close()

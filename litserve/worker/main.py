@@ -1,0 +1,47 @@
+"""Entry point of a worker process (spawned by the supervisor)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+
+import cloudpickle
+
+from .. import protocol as P
+from ..config import Plan
+from ..ipc._shm import set_parent_death_signal
+from .runner import Runner
+
+SETUP_FAILED = 3
+
+
+def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
+    """Load the APIs, run ``setup`` on this worker's device, then serve until STOP."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    if set_parent_death_signal(signal.SIGKILL) != parent:
+        os._exit(1)  # the supervisor is already gone
+    logging.basicConfig(level=plan.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
+    board = P.Board(plan.name(P.board_role()))
+    device = plan.devices[j]
+    try:
+        apis, _specs = cloudpickle.loads(plan.apis_blob)
+        for api in apis:
+            api.device = device
+            api.setup(device)
+        runner = Runner(plan, j, gen, apis)
+    except BaseException:
+        print(f"litserve: worker {j} failed in setup({device!r}):", file=sys.stderr)
+        traceback.print_exc()
+        sys.stderr.flush()
+        board.set_worker(j, gen, P.FAILED)
+        os._exit(SETUP_FAILED)
+    board.set_worker(j, gen, P.READY)
+    try:
+        runner.serve()
+    finally:
+        board.set_worker(j, gen, P.STOPPED)
+        runner.close()
+        board.close()

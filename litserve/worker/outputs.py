@@ -1,0 +1,123 @@
+"""Encode what ``encode_response`` returned into response bytes and headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .. import protocol as P
+from .. import wire
+
+_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+class Encoded:
+    """One response (or stream chunk): status, content-type code, header lines, body."""
+
+    __slots__ = ("status", "ctype", "meta", "parts")
+
+    def __init__(self, status: int, ctype: int, meta: bytes, parts: list[Any]) -> None:
+        self.status, self.ctype, self.meta, self.parts = status, ctype, meta, parts
+
+    @property
+    def size(self) -> int:
+        return sum(memoryview(p).nbytes for p in self.parts)
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    arr = wire.as_array(obj)
+    if arr is not None:
+        return arr.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def to_json(output: Any) -> bytes:
+    try:
+        return orjson.dumps(output, default=_default, option=_JSON_OPTS)
+    except TypeError as exc:
+        raise TypeError(
+            f"encode_response returned {type(output).__name__}, which cannot be sent as "
+            f"JSON ({exc}); return dicts, lists, numbers, strings, NumPy arrays or torch "
+            "tensors, a pydantic model, or a starlette Response"
+        ) from None
+
+
+def header_lines(headers: list[tuple[str, str]]) -> bytes:
+    return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+
+
+def encode(output: Any, flags: int) -> Encoded:
+    """A unary response."""
+    if _is_response(output):
+        return _response(output)
+    if flags & (P.ACCEPT_OCTET | P.ACCEPT_NPY | P.ACCEPT_BUNDLE):
+        binary = _binary(output, flags)
+        if binary is not None:
+            return binary
+    if hasattr(output, "model_dump_json"):
+        return Encoded(200, P.CT_JSON, b"", [output.model_dump_json().encode()])
+    return Encoded(200, P.CT_JSON, b"", [to_json(output)])
+
+
+def encode_chunk(chunk: Any) -> tuple[int, bytes]:
+    """(content-type code, bytes) of one stream chunk: text as is, anything else NDJSON."""
+    if isinstance(chunk, str):
+        return P.CT_TEXT, chunk.encode()
+    if isinstance(chunk, bytes | bytearray):
+        return P.CT_TEXT, bytes(chunk)
+    if hasattr(chunk, "model_dump_json"):
+        return P.CT_NDJSON, chunk.model_dump_json().encode() + b"\n"
+    return P.CT_NDJSON, to_json(chunk) + b"\n"
+
+
+def error(status: int, detail: Any, headers: list[tuple[str, str]] | None = None) -> Encoded:
+    return Encoded(status, P.CT_JSON, header_lines(headers or []), [to_json({"detail": detail})])
+
+
+def _binary(output: Any, flags: int) -> Encoded | None:
+    if isinstance(output, dict) and flags & P.ACCEPT_BUNDLE:
+        arrays = {k: wire.as_array(v) for k, v in output.items()}
+        if arrays and all(a is not None for a in arrays.values()):
+            head, pieces = wire.bundle_parts(arrays)  # type: ignore[arg-type]
+            parts: list[Any] = [head]
+            pos = len(head)
+            for off, a in pieces:
+                parts.append(bytes(off - pos))
+                parts.append(_bytes_view(a))
+                pos = off + a.nbytes
+            return Encoded(200, P.CT_BUNDLE, b"", parts)
+    arr = wire.as_array(output)
+    if arr is None:
+        return None
+    arr = np.asarray(arr, order="C")
+    if flags & P.ACCEPT_OCTET:
+        meta = header_lines([("x-tensor-dtype", arr.dtype.str),
+                             ("x-tensor-shape", wire.format_shape(arr.shape))])
+        return Encoded(200, P.CT_OCTET, meta, [_bytes_view(arr)])
+    if flags & P.ACCEPT_NPY:
+        return Encoded(200, P.CT_NPY, b"", [wire.npy_header(arr), _bytes_view(arr)])
+    return None
+
+
+def _bytes_view(arr: np.ndarray) -> memoryview:
+    return memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
+
+
+def _is_response(output: Any) -> bool:
+    return hasattr(output, "body") and hasattr(output, "raw_headers") and hasattr(
+        output, "status_code"
+    )
+
+
+def _response(resp: Any) -> Encoded:
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers
+               if k.lower() != b"content-length"]
+    return Encoded(resp.status_code, P.CT_OTHER, header_lines(headers), [bytes(resp.body)])

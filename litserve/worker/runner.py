@@ -1,0 +1,241 @@
+"""The worker loop: claim requests, batch them, run the user's hooks, post results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import protocol as P
+from ..api import LitAPI, request_model
+from ..batching import BatchBuffers, stack
+from ..config import Plan, RouteOptions
+from ..ipc import PayloadTooLarge, Ring, RingEmpty
+from . import inputs, outputs
+from .links import FrontLink, OutArena
+
+log = logging.getLogger("litserve.worker")
+
+
+@dataclass
+class Job:
+    """One claimed request on its way through the hooks."""
+
+    rec: P.RequestRecord
+    link: FrontLink
+    context: dict[str, Any]
+    request: Any = None
+    started: bool = field(default=False)  # stream: first chunk sent
+    done: bool = field(default=False)
+
+
+class HookError(Exception):
+    """An error to send to the client: status, detail, headers."""
+
+    def __init__(self, status: int, detail: Any, headers: list[tuple[str, str]] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or []
+
+
+class Api:
+    """One LitAPI with its options and what we precomputed about its hooks."""
+
+    def __init__(self, api: LitAPI, opts: RouteOptions) -> None:
+        self.api, self.opts = api, opts
+        self.model = request_model(api)
+        self.ctx = {h: api.hook_takes_context(h) for h in
+                    ("decode_request", "predict", "encode_response")}
+        self.default_batch = type(api).batch is LitAPI.batch
+        self.buffers = BatchBuffers()
+
+    def call(self, hook: str, arg: Any, context: Any) -> Any:
+        fn = getattr(self.api, hook)
+        return fn(arg, context=context) if self.ctx[hook] else fn(arg)
+
+    def batch(self, xs: list[Any]) -> Any:
+        return stack(xs, self.buffers) if self.default_batch else self.api.batch(xs)
+
+
+class Runner:
+    def __init__(self, plan: Plan, j: int, gen: int, apis: list[LitAPI]) -> None:
+        self.plan, self.j, self.gen = plan, j, gen
+        self.apis = [Api(a, o) for a, o in zip(apis, plan.routes, strict=True)]
+        self.requests = Ring(plan.name(P.request_ring_role()))
+        self.out = OutArena(plan, j, gen)
+        self.fronts: dict[int, FrontLink] = {}
+
+    # -- claiming ---------------------------------------------------------------------
+    def serve(self) -> None:
+        """Run until a STOP record arrives."""
+        while True:
+            first = self._claim(self.requests.get(None))
+            if first is None:
+                continue
+            if first is False:
+                return
+            for api_index, jobs in self._collect(first).items():
+                self._run(self.apis[api_index], jobs)
+
+    def _claim(self, body: bytes) -> Job | None | bool:
+        """A claimed Job, None when the request was cancelled, False on STOP."""
+        rec = P.RequestRecord.unpack(body)
+        if rec.kind == P.STOP:
+            return False
+        link = self.fronts.get(rec.front)
+        if link is None:
+            link = self.fronts[rec.front] = FrontLink(self.plan, rec.front)
+        if not link.slots.claim(rec.slot, rec.seq, self.j):
+            return None  # cancelled (client gone / deadline) before we got to it
+        return Job(rec, link, {})
+
+    def _collect(self, first: Job) -> dict[int, list[Job]]:
+        """The batch window: up to max_batch_size jobs within batch_timeout of the first."""
+        groups = {first.rec.api: [first]}
+        opts = self.apis[first.rec.api].opts
+        if opts.max_batch_size == 1:
+            return groups
+        deadline = time.monotonic() + opts.batch_timeout
+        while len(groups[first.rec.api]) < opts.max_batch_size:
+            left = deadline - time.monotonic()
+            try:
+                body = self.requests.get(left) if left > 0 else self.requests.try_get()
+            except RingEmpty:
+                break
+            if body is None:
+                break
+            job = self._claim(body)
+            if job is False:
+                self.requests.put(body)  # let the STOP reach us after this batch
+                break
+            if job is not None:
+                groups.setdefault(job.rec.api, []).append(job)
+        return groups
+
+    # -- running hooks -------------------------------------------------------------------
+    def _run(self, api: Api, jobs: list[Job]) -> None:
+        jobs = [job for job in jobs if self._decode(api, job)]
+        if not jobs:
+            return
+        try:
+            if api.opts.stream:
+                self._stream(api, jobs)
+            else:
+                self._unary(api, jobs)
+        except Exception as exc:  # a hook raised: every unfinished job gets the error
+            self._fail(jobs, exc, api)
+
+    def _decode(self, api: Api, job: Job) -> bool:
+        try:
+            link_buf = job.link.arena.buf if job.rec.block != P.NO_BLOCK else None
+            meta, body = inputs.payload(job.rec, link_buf)
+            job.context.update(meta.get("context", {}))
+            raw = inputs.request_object(job.rec, meta, body, api.model)
+            job.request = api.call("decode_request", raw, job.context)
+            return True
+        except Exception as exc:
+            self._fail([job], exc, api, hook="decode_request")
+            return False
+
+    def _unary(self, api: Api, jobs: list[Job]) -> None:
+        if api.opts.max_batch_size == 1:
+            job = jobs[0]
+            y = api.call("predict", job.request, job.context)
+            self._finish(job, api.call("encode_response", y, job.context))
+            return
+        x = api.batch([job.request for job in jobs])
+        y = api.call("predict", x, [job.context for job in jobs])
+        ys = api.api.unbatch(y)
+        if len(ys) != len(jobs):
+            raise HookError(500, f"unbatch returned {len(ys)} outputs for a batch of "
+                                 f"{len(jobs)} requests; they must match")
+        for job, out in zip(jobs, ys, strict=True):
+            try:
+                self._finish(job, api.call("encode_response", out, job.context))
+            except Exception as exc:
+                self._fail([job], exc, api, hook="encode_response")
+
+    def _finish(self, job: Job, output: Any) -> None:
+        enc = outputs.encode(output, job.rec.flags)
+        self._post(job, P.RESULT, enc.status, enc.ctype, enc.meta, enc.parts)
+        job.done = True
+
+    def _stream(self, api: Api, jobs: list[Job]) -> None:
+        if api.opts.max_batch_size == 1:
+            job = jobs[0]
+            gen = api.call("predict", job.request, job.context)
+            for chunk in api.call("encode_response", gen, job.context):
+                self._chunk(job, chunk)
+        else:
+            x = api.batch([job.request for job in jobs])
+            gen = api.call("predict", x, [job.context for job in jobs])
+            for step in api.call("encode_response", gen, [job.context for job in jobs]):
+                for job, chunk in zip(jobs, step, strict=False):
+                    self._chunk(job, chunk)
+        for job in jobs:
+            self._post(job, P.END, 200, P.CT_NDJSON, b"", [])
+            job.done = True
+
+    def _chunk(self, job: Job, chunk: Any) -> None:
+        ctype, data = outputs.encode_chunk(chunk)
+        self._post(job, P.CHUNK, 200, ctype, b"", [data])
+        job.started = True
+
+    def _fail(self, jobs: list[Job], exc: Exception, api: Api, hook: str = "") -> None:
+        status, detail, headers = _describe(exc)
+        if status >= 500:
+            where = f" in {type(api.api).__name__}.{hook}" if hook else ""
+            log.error("request failed%s: %s", where, exc, exc_info=exc)
+        for job in jobs:
+            if job.done:
+                continue
+            enc = outputs.error(status, detail, headers)
+            self._post(job, P.ERROR, enc.status, enc.ctype, enc.meta, enc.parts)
+            job.done = True
+
+    def _post(self, job: Job, kind: int, status: int, ctype: int, meta: bytes,
+              parts: list[Any]) -> None:
+        size = sum(memoryview(p).nbytes for p in parts)
+        rec = job.rec
+        if len(meta) + size <= P.INLINE_MAX:
+            inline = meta + b"".join(bytes(p) for p in parts)
+            block = P.NO_BLOCK
+        else:
+            try:
+                block, size = self.out.write(meta, parts)
+            except PayloadTooLarge as exc:
+                enc = outputs.error(500, str(exc))
+                return self._post(job, P.ERROR, 500, enc.ctype, b"", enc.parts)
+            inline = b""
+        done = P.Completion(self.j, self.gen, kind, status, rec.slot, rec.seq, block, size,
+                            len(meta), ctype, inline)
+        job.link.done.put(done.pack(), timeout=self.plan.queue_wait * 6)
+        return None
+
+    def close(self) -> None:
+        for link in self.fronts.values():
+            link.close()
+        self.out.close()
+        self.requests.close()
+
+
+def _describe(exc: Exception) -> tuple[int, Any, list[tuple[str, str]]]:
+    """(status, detail, headers) sent for an exception raised by a hook."""
+    if isinstance(exc, HookError):
+        return exc.status, exc.detail, exc.headers
+    try:
+        from starlette.exceptions import HTTPException
+    except ImportError:  # pragma: no cover - starlette is a dependency
+        HTTPException = ()  # type: ignore[assignment,misc]  # noqa: N806
+    if isinstance(exc, HTTPException):
+        return exc.status_code, exc.detail, list((exc.headers or {}).items())
+    if hasattr(exc, "errors") and type(exc).__name__ == "ValidationError":
+        return 422, _validation_errors(exc), []
+    return 500, f"{type(exc).__name__}: {exc}", []
+
+
+def _validation_errors(exc: Any) -> Any:
+    try:
+        return exc.errors(include_url=False, include_context=False)
+    except TypeError:
+        return str(exc)
