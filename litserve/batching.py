@@ -57,9 +57,9 @@ def stack(inputs: list[Any], buffers: BatchBuffers | None = None) -> Any:
     first = inputs[0]
     if isinstance(first, np.ndarray) and _same(inputs, np.ndarray):
         return _stack_numpy(inputs, buffers)
-    if type(first).__module__.startswith("torch") and _is_tensor(first):
-        if _same(inputs, type(first)):
-            return _stack_torch(inputs, buffers)
+    torchy = type(first).__module__.startswith("torch") and _is_tensor(first)
+    if torchy and _same(inputs, type(first)):
+        return _stack_torch(inputs, buffers)
     return inputs
 
 
@@ -77,7 +77,8 @@ def _stack_numpy(inputs: list[np.ndarray], buffers: BatchBuffers) -> np.ndarray:
         return first[np.newaxis]  # one slot: a view, no copy
     out = buffers.numpy(len(inputs), first.shape, first.dtype)
     if all(x.flags.c_contiguous for x in inputs):
-        gather_copy(out.reshape(-1).view(np.uint8), 0, [x.reshape(-1).view(np.uint8) for x in inputs])
+        flat = [x.reshape(-1).view(np.uint8) for x in inputs]
+        gather_copy(out.reshape(-1).view(np.uint8), 0, flat)
     else:
         for i, x in enumerate(inputs):
             out[i] = x

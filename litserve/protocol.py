@@ -9,7 +9,8 @@ Request record (body of a request-ring cell, little-endian, 48-byte header):
     offset size type  field
     0      2    u16   front      index of the posting front
     2      2    u16   api        index of the LitAPI (route) in the server
-    4      2    u16   kind       body kind: JSON 1, OCTET 2, NPY 3, BUNDLE 4, FORM 5, STOP 15
+    4      2    u16   kind       body kind: JSON 1, OCTET 2, NPY 3, BUNDLE 4, FORM 5, SPEC 6,
+                                 STOP 15 (worker: exit)
     6      2    u16   flags      STREAM 1, ACCEPT_OCTET 2, ACCEPT_NPY 4, ACCEPT_BUNDLE 8
     8      4    u32   slot       slot in the front's slot table
     12     8    u64   seq        the request's number in that table (CAS tag)
@@ -52,7 +53,7 @@ HEADER_SIZE = 48
 INLINE_MAX = CELL_SIZE - 8 - HEADER_SIZE
 
 # request kinds
-JSON, OCTET, NPY, BUNDLE, FORM, STOP = 1, 2, 3, 4, 5, 15
+JSON, OCTET, NPY, BUNDLE, FORM, SPEC, STOP = 1, 2, 3, 4, 5, 6, 15
 # request flags
 STREAM, ACCEPT_OCTET, ACCEPT_NPY, ACCEPT_BUNDLE = 1, 2, 4, 8
 # completion kinds

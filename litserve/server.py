@@ -127,6 +127,12 @@ def _route(api: LitAPI, defaults: dict[str, Any]) -> RouteOptions:
     stream = merged["stream"]
     if not isinstance(stream, bool):
         raise ConfigError(f"stream={stream!r} is not valid; use True or False")
+    spec = merged["spec"]
+    if spec is not None:
+        if not hasattr(spec, "endpoints") or not hasattr(spec, "front"):
+            raise ConfigError(f"spec={spec!r} is not a litserve spec; use ls.OpenAISpec() or "
+                              "ls.OpenAIEmbeddingSpec() (or a subclass)")
+        spec.check_api(api)
     return RouteOptions(
         api_path=api_path(merged["api_path"]),
         max_batch_size=positive_int("max_batch_size", merged["max_batch_size"]),

@@ -126,9 +126,9 @@ class Supervisor:
                               p.exitcode)
                     return 1
             for j, p in enumerate(self.workers):
-                if p.exitcode is not None and self.stop_signal is None:
-                    if not self._restart(j, p.exitcode):
-                        return 1
+                dead = p.exitcode is not None and self.stop_signal is None
+                if dead and not self._restart(j, p.exitcode):
+                    return 1
         return 0
 
     def _restart(self, j: int, code: int) -> bool:

@@ -37,22 +37,35 @@ def _json(status: int, detail: Any) -> Reply:
 
 
 class Route:
-    """One LitAPI served at its api_path."""
+    """One LitAPI served at its api_path (or at its spec's endpoints)."""
 
-    def __init__(self, index: int, api: LitAPI, plan: Plan) -> None:
+    def __init__(self, index: int, api: LitAPI, plan: Plan, spec: Any = None) -> None:
         self.index = index
         self.opts = plan.routes[index]
         self.model = request_model(api)
         self.flags = P.STREAM if self.opts.stream else 0
+        self.spec = spec
+
+    def error(self, status: int, detail: Any) -> Reply:
+        if self.spec is None:
+            return _json(status, detail)
+        return Reply(P.ERROR, status, P.CT_JSON, b"", self.spec.error_body(status, detail))
 
 
 class Front:
-    def __init__(self, plan: Plan, index: int, apis: list[LitAPI]) -> None:
+    def __init__(self, plan: Plan, index: int, apis: list[LitAPI], specs: list[Any]) -> None:
         self.plan, self.index = plan, index
         self.dispatch = Dispatcher(plan, index)
         self.board = P.Board(plan.name(P.board_role()))
-        self.routes = {r.api_path: Route(i, api, plan)
-                       for i, (api, r) in enumerate(zip(apis, plan.routes, strict=True))}
+        self.routes: dict[str, Route] = {}
+        self.spec_routes: dict[str, tuple[Route, Any]] = {}
+        for i, (api, spec) in enumerate(zip(apis, specs, strict=True)):
+            route = Route(i, api, plan, spec)
+            if spec is None:
+                self.routes[plan.routes[i].api_path] = route
+            else:
+                for ep in spec.endpoints():
+                    self.spec_routes[ep.path] = (route, ep)
         self.api_key = plan.api_key.encode() if plan.api_key else None
         self.limit = self.dispatch.arena.size - 64
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -80,20 +93,85 @@ class Front:
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         path, method = scope["path"], scope["method"]
         headers = _headers(scope)
-        if self.api_key is not None and not hmac.compare_digest(
-            headers.get(b"x-api-key", b""), self.api_key
-        ):
-            return await _send(send, _json(401, "Invalid or missing X-API-Key header"))
+        if self.api_key is not None and not self._authorized(headers):
+            spec_route = self.spec_routes.get(path)
+            reply = (spec_route[0].error if spec_route else _json)(
+                401, "Invalid or missing API key: send the X-API-Key header "
+                "(or Authorization: Bearer <key>)")
+            return await _send(send, reply)
         route = self.routes.get(path)
         if route is not None:
             if method != "POST":
                 return await _send(send, _json(405, f"{path} accepts POST, not {method}"))
             return await self._predict(route, headers, receive, send)
+        spec_route = self.spec_routes.get(path)
+        if spec_route is not None:
+            route, ep = spec_route
+            if method not in ep.methods:
+                allowed = ", ".join(ep.methods)
+                return await _send(send, route.error(405, f"{path} accepts {allowed}"))
+            return await self._spec(route, path, method, headers, receive, send)
         if path == self.plan.healthcheck_path and method in ("GET", "HEAD"):
             ready = self.board.all_workers_ready()
             body = b"ok" if ready else b"not ready"
             return await _send(send, Reply(P.RESULT, 200 if ready else 503, P.CT_TEXT, b"", body))
         return await _send(send, _json(404, "Not Found"))
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        assert self.api_key is not None
+        given = headers.get(b"x-api-key")
+        if given is None:
+            auth = headers.get(b"authorization", b"")
+            given = auth[7:] if auth[:7].lower() == b"bearer " else b""
+        return hmac.compare_digest(given, self.api_key)
+
+    # -- spec endpoints ------------------------------------------------------------------
+    async def _spec(self, route: Route, path: str, method: str, headers: dict[bytes, bytes],
+                    receive: Any, send: Any) -> None:
+        arrival = time.monotonic()
+        deadline = arrival + self.plan.timeout if self.plan.timeout else 0.0
+        wait_until = min(arrival + self.plan.queue_wait, deadline or float("inf"))
+        try:
+            body = await _read_all(receive, self.limit)
+        except _Refused as exc:
+            return await _send(send, route.error(exc.reply.status, _detail(exc.reply)))
+        if body is None:
+            return
+        text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+        decision = route.spec.front(path, method, body, text_headers)
+        if not hasattr(decision, "payload"):  # Immediate
+            return await _send(send, Reply(P.RESULT, decision.status, P.CT_OTHER,
+                                           b"content-type: " + decision.content_type + b"\r\n",
+                                           decision.body))
+        meta = {"context": decision.context} if decision.context else {}
+        meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
+        flags = P.STREAM if decision.stream else 0
+        try:
+            pending, inline = await self._place(decision.payload, meta_bytes, wait_until)
+            rec = self._record(route, P.SPEC, flags, pending, len(decision.payload),
+                               len(meta_bytes), deadline, inline)
+            await self.dispatch.post(pending, rec, wait_until)
+        except Busy as exc:
+            return await _send(send, route.error(503, str(exc)))
+        await self._respond(pending, deadline, receive, send, route)
+
+    async def _place(self, data: bytes, meta: bytes, wait_until: float) -> tuple[Pending, bytes]:
+        """A slot for a body already in memory: inline when small, else copied to the arena."""
+        if len(meta) + len(data) <= P.INLINE_MAX:
+            return await self.dispatch.open(0, wait_until), meta + data
+        start = P.align64(len(meta))
+        pending = await self.dispatch.open(start + len(data), wait_until)
+        assert pending.block is not None
+        buf = self.dispatch.arena.buf
+        buf[pending.block : pending.block + len(meta)] = meta
+        buf[pending.block + start : pending.block + start + len(data)] = data
+        return pending, b""
+
+    def _record(self, route: Route, kind: int, flags: int, pending: Pending, data_len: int,
+                meta_len: int, deadline: float, inline: bytes) -> P.RequestRecord:
+        block = P.NO_BLOCK if pending.block is None else pending.block
+        return P.RequestRecord(self.index, route.index, kind, flags, pending.slot, pending.seq,
+                               block, data_len, meta_len, deadline, inline)
 
     # -- the predict path ----------------------------------------------------------------
     async def _predict(self, route: Route, headers: dict[bytes, bytes], receive: Any,
@@ -133,14 +211,13 @@ class Front:
                 pending = await self.dispatch.open(0, wait_until)
             except Busy as exc:
                 return await _send(send, _json(503, str(exc)))
-        block = P.NO_BLOCK if pending.block is None else pending.block
-        rec = P.RequestRecord(self.index, route.index, kind, flags, pending.slot, pending.seq,
-                              block, len(body), len(meta_bytes), deadline, inline)
+        rec = self._record(route, kind, flags, pending, len(body), len(meta_bytes), deadline,
+                           inline)
         try:
             await self.dispatch.post(pending, rec, wait_until)
         except Busy as exc:
             return await _send(send, _json(503, str(exc)))
-        await self._respond(pending, deadline, receive, send)
+        await self._respond(pending, deadline, receive, send, route)
 
     async def _read(self, receive: Any, length: int | None, meta: bytes,
                     wait_until: float) -> tuple[Pending | None, bytes, Any] | None:
@@ -186,11 +263,13 @@ class Front:
             raise _Refused(_json(400, "request body is shorter than its Content-Length"))
         return pending, b"", buf[pending.block + start : end]
 
-    async def _respond(self, pending: Pending, deadline: float, receive: Any, send: Any) -> None:
+    async def _respond(self, pending: Pending, deadline: float, receive: Any, send: Any,
+                       route: Route) -> None:
         loop = self.loop
         assert loop is not None
         if deadline:
-            pending.timer = loop.call_later(deadline - time.monotonic(), self._expire, pending)
+            pending.timer = loop.call_later(deadline - time.monotonic(), self._expire, pending,
+                                            route)
         watch: list[Any] = []
         watch_timer = loop.call_later(WATCH_AFTER, self._watch, pending, receive, watch)
         started = False
@@ -211,17 +290,16 @@ class Front:
                     continue
                 if not started:
                     return await _send(send, reply)
-                tail = reply.body + b"\n" if reply.kind == P.ERROR else reply.body
-                return await send({"type": "http.response.body", "body": tail})
+                return await send({"type": "http.response.body", "body": reply.body})
         finally:
             watch_timer.cancel()
             for task in watch:
                 task.cancel()
 
-    def _expire(self, pending: Pending) -> None:
+    def _expire(self, pending: Pending, route: Route) -> None:
         self.dispatch.cancel(pending)
-        pending.push(_json(504, f"request timed out after {self.plan.timeout:g} s "
-                                "(LitServer(timeout=...))"))
+        pending.push(route.error(504, f"request timed out after {self.plan.timeout:g} s "
+                                      "(LitServer(timeout=...))"))
 
     def _watch(self, pending: Pending, receive: Any, watch: list[Any]) -> None:
         async def wait_disconnect() -> None:
@@ -244,6 +322,10 @@ class _Refused(Exception):
 
 
 _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+
+
+def _detail(reply: Reply) -> Any:
+    return orjson.loads(reply.body).get("detail", "")
 
 
 def _kind_and_meta(headers: dict[bytes, bytes]) -> tuple[int, dict[str, Any]]:

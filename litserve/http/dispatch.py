@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
+
 from .. import protocol as P
 from ..config import Plan
 from ..ipc import Arena, Ring, RingFull, SlotTable

@@ -36,8 +36,8 @@ def front_main(plan: Plan, index: int, sock: socket.socket, parent: int) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if set_parent_death_signal(signal.SIGTERM) != parent:
         os._exit(1)
-    apis, _specs = cloudpickle.loads(plan.apis_blob)
-    front = Front(plan, index, apis)
+    apis, specs = cloudpickle.loads(plan.apis_blob)
+    front = Front(plan, index, apis, specs)
     kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3}
     kwargs.update(plan.uvicorn_kwargs)
     config = uvicorn.Config(front, host=plan.host, port=plan.port, log_level=plan.log_level,

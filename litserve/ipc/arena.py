@@ -42,6 +42,7 @@ class Arena:
         self._starts: list[int] = [0]  # free extents, sorted by start
         self._lengths: dict[int, int] = {0: self.size}
         self._live: dict[int, int] = {}
+        self._free_total = self.size
         self._cond = threading.Condition(threading.Lock())
 
     # -- owner side ---------------------------------------------------------------
@@ -58,7 +59,7 @@ class Arena:
                 if left == 0.0 or not self._cond.wait(left):
                     raise ArenaFull(
                         f"arena {self.name!r} has no free block of {need} bytes "
-                        f"({self.free_bytes} of {self.size} free) after {timeout} s"
+                        f"({self._free_total} of {self.size} free) after {timeout} s"
                     )
 
     def try_alloc(self, nbytes: int) -> int | None:
@@ -71,15 +72,16 @@ class Arena:
             length = self._live.pop(offset, None)
             if length is None:
                 raise InvalidFree(
-                    f"arena {self.name!r}: offset {offset} is not an allocated block "
-                    "(double free or wrong offset)"
+                    f"arena {self.name!r}: offset {offset!r} is not an allocated block "
+                    "(double free, wrong offset, or an arena attached read-only)"
                 )
+            self._free_total += length
             self._give_back(offset, length)
             self._cond.notify_all()
 
     @property
     def free_bytes(self) -> int:
-        return sum(self._lengths.values())
+        return self._free_total
 
     @property
     def live_blocks(self) -> int:
@@ -87,8 +89,10 @@ class Arena:
 
     def _need(self, nbytes: int) -> int:
         if not self.owner:
-            raise PermissionError(f"arena {self.name!r} is attached read-only; only its owner allocates")
-        if not isinstance(nbytes, int) or nbytes < 0:
+            raise PermissionError(
+                f"arena {self.name!r} is attached read-only; only its owner allocates"
+            )
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
             raise ValueError(f"arena {self.name!r}: nbytes={nbytes!r} must be an int >= 0")
         if block_size(nbytes) > self.size:
             raise PayloadTooLarge(
@@ -110,6 +114,7 @@ class Arena:
                 self._starts[i] = start + need
                 self._lengths[start + need] = length - need
             self._live[start] = need
+            self._free_total -= need
             return start
         return None
 

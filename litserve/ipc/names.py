@@ -25,7 +25,7 @@ def make(token: str, role: str) -> str:
 
 def leftovers(token: str | None = None) -> list[str]:
     """Entries of ours still in /dev/shm (for one token, or for any)."""
-    stem = PREFIX + (token or "")
+    stem = PREFIX + (token + "_" if token else "")
     try:
         entries = os.listdir(SHM_DIR)
     except FileNotFoundError:

@@ -22,11 +22,21 @@ Byte layout of the segment (all words unsigned 64-bit, little-endian, 8-aligned;
             8  cell_size - 8   body (the caller's fixed-size record)
 
 Semaphores: ``<name>.items`` and ``<name>.space``.
+
+The claim-and-copy steps run in C (``_shm.ring_put`` / ``ring_take``); waiting and
+timeouts stay here.  A waiter first spins for up to ``spin`` seconds without the GIL
+watching the next cell (``_shm.ring_wait``), because waking a process blocked on a
+semaphore costs tens of microseconds; then it blocks on the semaphore.
+
+A short record is zero-padded to the cell body, so a reader never sees an older
+record's bytes.  Limitation (of the algorithm): a process killed between claiming a
+cell and publishing it wedges the ring at that cell; the server treats it as dead.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from . import _shm, timeouts
 from .errors import RingEmpty, RingFull
@@ -38,8 +48,12 @@ from .semaphore import unlink as unlink_semaphore
 MAGIC = 0x6C73765F72696E67
 OFF_MAGIC, OFF_CAPACITY, OFF_CELL_SIZE = 0, 8, 16
 OFF_ENQUEUE, OFF_DEQUEUE, OFF_CELLS = 64, 128, 192
+MAX_CAPACITY = 1 << 30  # a semaphore counts the free cells (SEM_VALUE_MAX is 2**31 - 1)
+DEFAULT_SPIN = 50e-6  # seconds a waiter spins before it sleeps on the semaphore
+_GRACE_TRIES = 64  # yields granted to a neighbour still copying our cell, even at timeout=0
 
 load64, store64, cas64 = _shm.load64, _shm.store64, _shm.cas64
+ring_put, ring_take, ring_wait = _shm.ring_put, _shm.ring_take, _shm.ring_wait
 
 
 def segment_size(capacity: int, cell_size: int) -> int:
@@ -47,110 +61,167 @@ def segment_size(capacity: int, cell_size: int) -> int:
 
 
 def _validate(capacity: int, cell_size: int) -> None:
-    if not isinstance(capacity, int) or capacity < 2 or capacity & (capacity - 1):
-        raise ValueError(f"ring capacity={capacity!r} must be a power of two >= 2")
+    if (
+        not isinstance(capacity, int)
+        or capacity < 2
+        or capacity > MAX_CAPACITY
+        or capacity & (capacity - 1)
+    ):
+        raise ValueError(f"ring capacity={capacity!r} must be a power of two in 2..{MAX_CAPACITY}")
     if not isinstance(cell_size, int) or cell_size < 16 or cell_size % 8:
         raise ValueError(f"ring cell_size={cell_size!r} must be a multiple of 8, >= 16")
+
+
+def _check_spin(spin: float) -> None:
+    if isinstance(spin, bool) or not isinstance(spin, int | float) or not 0 <= spin < 1:
+        raise ValueError(f"ring spin={spin!r} must be a number of seconds in [0, 1)")
 
 
 class Ring:
     """Open (``create=True``) or attach to a ring; see the module doc for the layout."""
 
     def __init__(
-        self, name: str, capacity: int = 0, cell_size: int = 0, *, create: bool = False
+        self,
+        name: str,
+        capacity: int = 0,
+        cell_size: int = 0,
+        *,
+        create: bool = False,
+        spin: float = DEFAULT_SPIN,
     ) -> None:
         self.name = name
+        _check_spin(spin)
+        self.spin = spin
         if create:
             _validate(capacity, cell_size)
             self._seg = Segment(name, segment_size(capacity, cell_size), create=True)
-            buf = self._seg.buf
+            self._create(capacity, cell_size)
+        else:
+            self._seg = Segment(name)
+            self._attach()
+        self._buf = self._seg.buf
+        self.capacity: int = load64(self._buf, OFF_CAPACITY)
+        self.cell_size: int = load64(self._buf, OFF_CELL_SIZE)
+        self.body_size = self.cell_size - 8
+        self._mask = self.capacity - 1
+
+    def _create(self, capacity: int, cell_size: int) -> None:
+        """Lay out the new segment and make both semaphores; undo all of it on failure."""
+        buf, made = self._seg.buf, []
+        try:
             for i in range(capacity):
                 store64(buf, OFF_CELLS + i * cell_size, i)
             store64(buf, OFF_CAPACITY, capacity)
             store64(buf, OFF_CELL_SIZE, cell_size)
             store64(buf, OFF_MAGIC, MAGIC)
-            self.items = Semaphore(name + ".items", create=True, initial=0)
-            self.space = Semaphore(name + ".space", create=True, initial=capacity)
-        else:
-            self._seg = Segment(name)
-            if load64(self._seg.buf, OFF_MAGIC) != MAGIC:
-                raise ValueError(f"segment {name!r} is not a litserve ring")
-            self.items = Semaphore(name + ".items")
-            self.space = Semaphore(name + ".space")
-        self._buf = self._seg.buf
-        self.capacity = load64(self._buf, OFF_CAPACITY)
-        self.cell_size = load64(self._buf, OFF_CELL_SIZE)
-        self.body_size = self.cell_size - 8
-        self._mask = self.capacity - 1
+            made.append(Semaphore(self.name + ".items", create=True, initial=0))
+            made.append(Semaphore(self.name + ".space", create=True, initial=capacity))
+        except BaseException:
+            for sem in made:
+                sem.close()
+                sem.unlink()
+            self._seg.close()
+            self._seg.unlink()
+            raise
+        self.items, self.space = made
+
+    def _attach(self) -> None:
+        seg = self._seg
+        try:
+            if seg.size < OFF_CELLS or load64(seg.buf, OFF_MAGIC) != MAGIC:
+                raise ValueError(f"segment {self.name!r} is not a litserve ring")
+            capacity, cell_size = load64(seg.buf, OFF_CAPACITY), load64(seg.buf, OFF_CELL_SIZE)
+            _validate(capacity, cell_size)
+            if segment_size(capacity, cell_size) > seg.size:
+                raise ValueError(
+                    f"ring {self.name!r}: header says {capacity} x {cell_size} bytes but the "
+                    f"segment has only {seg.size}"
+                )
+            self.items = Semaphore(self.name + ".items")
+            self.space = Semaphore(self.name + ".space")
+        except BaseException:
+            seg.close()
+            raise
 
     # -- producer ---------------------------------------------------------------
     def put(self, body: bytes, timeout: timeouts.Timeout = None) -> None:
-        """Append one record; wait for a free cell as the timeout rule says."""
-        if len(body) > self.body_size:
+        """Append one record (zero-padded to the cell body); wait for a free cell as
+        the timeout rule says, then raise ``RingFull``."""
+        size = len(body) if isinstance(body, bytes | bytearray) else memoryview(body).nbytes
+        if size > self.body_size:
             raise ValueError(
-                f"ring {self.name!r}: record of {len(body)} bytes exceeds the "
+                f"ring {self.name!r}: record of {size} bytes exceeds the "
                 f"cell body of {self.body_size} bytes"
             )
-        try:
-            self.space.acquire(timeout)
-        except TimeoutError:
+        deadline = timeouts.deadline_of(timeout)
+        if not self._unit(self.space, OFF_ENQUEUE, 0, deadline) or not self._put(body, deadline):
             raise RingFull(
                 f"ring {self.name!r} is full ({self.capacity} cells) after waiting {timeout} s"
-            ) from None
-        cell = self._claim(OFF_ENQUEUE, 0)
-        start = cell + 8
-        self._buf[start : start + len(body)] = body
-        pos = load64(self._buf, cell)
-        store64(self._buf, cell, pos + 1)
+            )
         self.items.release()
+
+    def _put(self, body: bytes, deadline: float | None) -> bool:
+        buf, mask, size = self._buf, self._mask, self.cell_size
+        tries = 0
+        while not ring_put(buf, OFF_ENQUEUE, OFF_CELLS, mask, size, body):
+            tries += 1
+            if not _back_off(tries, deadline):
+                self.space.release()
+                return False
+        return True
 
     # -- consumer ---------------------------------------------------------------
     def get(self, timeout: timeouts.Timeout = None) -> bytes:
-        """Take the oldest record; wait for one as the timeout rule says."""
-        try:
-            self.items.acquire(timeout)
-        except TimeoutError:
-            raise RingEmpty(f"ring {self.name!r}: nothing arrived within {timeout} s") from None
-        return self._take()
+        """Take the oldest record; wait for one as the timeout rule says, then raise
+        ``RingEmpty``."""
+        deadline = timeouts.deadline_of(timeout)
+        body = self._take(deadline) if self._unit(self.items, OFF_DEQUEUE, 1, deadline) else None
+        if body is None:
+            raise RingEmpty(f"ring {self.name!r}: nothing arrived within {timeout} s")
+        return body
 
     def try_get(self) -> bytes | None:
         """Take a record if one is ready now, else None (never waits)."""
         if not self.items.try_acquire():
             return None
-        return self._take()
+        return self._take(time.monotonic())
 
-    def _take(self) -> bytes:
-        cell = self._claim(OFF_DEQUEUE, 1)
-        body = bytes(self._buf[cell + 8 : cell + self.cell_size])
-        pos = load64(self._buf, cell) - 1
-        store64(self._buf, cell, pos + self.capacity)
+    def _take(self, deadline: float | None) -> bytes | None:
+        buf, mask, size = self._buf, self._mask, self.cell_size
+        tries = 0
+        while (body := ring_take(buf, OFF_DEQUEUE, OFF_CELLS, mask, size)) is None:
+            tries += 1
+            if not _back_off(tries, deadline):
+                self.items.release()
+                return None
         self.space.release()
         return body
 
-    def _claim(self, pos_off: int, lag: int) -> int:
-        """Claim the next position on the producer (lag 0) or consumer (lag 1) side.
-
-        Holding a semaphore unit guarantees a cell exists, but the neighbour that
-        owns it may still be writing it; then we yield and look again.
-        """
-        buf, size = self._buf, self.cell_size
-        pos = load64(buf, pos_off)
-        while True:
-            cell = OFF_CELLS + (pos & self._mask) * size
-            dif = load64(buf, cell) - (pos + lag)
-            if dif == 0:
-                if cas64(buf, pos_off, pos, pos + 1):
-                    return cell
-                pos = load64(buf, pos_off)
-            elif dif < 0:
-                os.sched_yield()
-                pos = load64(buf, pos_off)
-            else:
-                pos = load64(buf, pos_off)
+    # -- waiting ----------------------------------------------------------------
+    def _unit(self, sem: Semaphore, pos_off: int, lag: int, deadline: float | None) -> bool:
+        """Take one unit of ``sem``: now, else after a GIL-free spin of at most
+        ``self.spin`` watching the next cell, else by sleeping on it until ``deadline``."""
+        if sem.try_acquire():
+            return True
+        now = time.monotonic()
+        if deadline is not None and deadline <= now:
+            return False
+        end = now + self.spin if deadline is None else min(now + self.spin, deadline)
+        buf, mask, size = self._buf, self._mask, self.cell_size
+        while (left := end - time.monotonic()) > 0:
+            ring_wait(buf, pos_off, OFF_CELLS, mask, size, lag, int(left * 1e9))
+            if sem.try_acquire():
+                return True
+        try:
+            sem.acquire(timeouts.remaining(deadline))
+        except TimeoutError:
+            return False
+        return True
 
     def __len__(self) -> int:
         """Records in the ring now (approximate while others are working on it)."""
-        return load64(self._buf, OFF_ENQUEUE) - load64(self._buf, OFF_DEQUEUE)
+        dequeued = load64(self._buf, OFF_DEQUEUE)  # first: it never passes enqueue_pos
+        return min(self.capacity, load64(self._buf, OFF_ENQUEUE) - dequeued)
 
     def close(self) -> None:
         self.items.close()
@@ -161,8 +232,19 @@ class Ring:
         unlink(self.name)
 
 
+def _back_off(tries: int, deadline: float | None) -> bool:
+    """Wait a little for a neighbour that still owns our cell; False once past the
+    deadline (after a short grace, so that timeout=0 survives a neighbour mid-copy)."""
+    if tries > _GRACE_TRIES and deadline is not None and time.monotonic() >= deadline:
+        return False
+    if tries < _GRACE_TRIES:
+        os.sched_yield()
+    else:
+        time.sleep(min(1e-3, 1e-6 * tries))
+    return True
+
+
 def unlink(name: str) -> None:
     unlink_segment(name)
     unlink_semaphore(name + ".items")
     unlink_semaphore(name + ".space")
-

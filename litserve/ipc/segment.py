@@ -33,7 +33,15 @@ class Segment:
                 "(was the server that made it stopped?)"
             ) from exc
         try:
+            if shm.size == 0:  # a creator died between shm_open and ftruncate
+                raise SegmentNotFound(
+                    f"shared-memory segment {name!r} is empty (its creator did not finish)"
+                )
             self._mmap = mmap.mmap(shm.fd, shm.size)
+        except BaseException:
+            if create:
+                unlink(name)
+            raise
         finally:
             shm.close_fd()
         self.size = len(self._mmap)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import posix_ipc
 
 from . import timeouts
@@ -32,14 +34,21 @@ class Semaphore:
             ) from exc
 
     def acquire(self, timeout: timeouts.Timeout = None) -> None:
-        """Take one unit; raise ``TimeoutError`` if none came within ``timeout``."""
-        timeouts.check(timeout)
-        try:
-            self._sem.acquire(timeout)
-        except posix_ipc.BusyError:
-            raise TimeoutError(
-                f"semaphore {self.name!r}: nothing within {timeout} s"
-            ) from None
+        """Take one unit; raise ``TimeoutError`` if none came within ``timeout``.
+
+        A signal whose Python handler returns normally does not end the wait (PEP 475):
+        the wait goes on for the time that is left.  A handler that raises ends it.
+        """
+        deadline = timeouts.deadline_of(timeout)
+        left = timeouts.remaining(deadline)
+        while True:
+            try:
+                self._sem.acquire(left)
+                return
+            except posix_ipc.BusyError:
+                raise TimeoutError(f"semaphore {self.name!r}: nothing within {timeout} s") from None
+            except posix_ipc.SignalError:
+                left = timeouts.remaining(deadline)
 
     def try_acquire(self) -> bool:
         try:
@@ -57,10 +66,8 @@ class Semaphore:
         return int(self._sem.value)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(posix_ipc.ExistentialError):
             self._sem.close()
-        except posix_ipc.ExistentialError:
-            pass
 
     def unlink(self) -> None:
         unlink(self.name)

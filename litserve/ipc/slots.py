@@ -11,7 +11,9 @@ Transitions (who: how):
     FREE -> POSTED        owner: store, before its descriptor goes on the request ring
     POSTED -> CLAIMED     worker: CAS; only after this may the worker read the payload
     POSTED -> CANCELLED   owner: CAS (client went away / deadline); the owner may free at once
-    any -> FREE           owner: store, once the request ended
+    POSTED -> FREE        owner: CAS (release of a request never claimed, e.g. its
+                          descriptor could not be posted); fails if a worker claimed it
+    CLAIMED/CANCELLED -> FREE  owner: store, once the request ended
 
 Because the descriptor carries ``seq``, a worker that pops a descriptor for a slot
 that was cancelled and reused fails its CAS and skips it.
@@ -22,6 +24,7 @@ Byte layout: word ``i`` at offset ``HEADER + 8 * i``; offset 0 holds the magic
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 from . import _shm
@@ -62,7 +65,7 @@ class SlotTable:
         self._buf = self._seg.buf
         self.count = load64(self._buf, 8)
         self._free: deque[int] = deque(range(self.count)) if create else deque()
-        self._next_seq = 1
+        self._seqs = itertools.count(1)  # next() is atomic under the GIL
 
     def _off(self, slot: int) -> int:
         if not 0 <= slot < self.count:
@@ -74,9 +77,11 @@ class SlotTable:
         """A free slot and a fresh seq for a new request, or None if all are in use."""
         if not self._free:
             return None
-        slot = self._free.popleft()
-        seq, self._next_seq = self._next_seq, self._next_seq + 1
-        return slot, seq
+        try:
+            slot = self._free.popleft()
+        except IndexError:  # another thread took the last one
+            return None
+        return slot, next(self._seqs)
 
     def post(self, slot: int, seq: int) -> None:
         store64(self._buf, self._off(slot), word(seq, POSTED))
@@ -88,9 +93,17 @@ class SlotTable:
     def release(self, slot: int) -> None:
         """End a request: the slot is FREE and may be handed out again."""
         off = self._off(slot)
-        if load64(self._buf, off) & 0xF == FREE:
+        current = load64(self._buf, off)
+        state = current & 0xF
+        if state == FREE:
             raise IPCError(f"slot table {self.name!r}: slot {slot} released twice")
-        store64(self._buf, off, FREE)
+        if state == POSTED and not cas64(self._buf, off, current, FREE):
+            raise IPCError(
+                f"slot table {self.name!r}: slot {slot} was claimed while being released; "
+                "wait for its completion before releasing it"
+            )
+        if state != POSTED:
+            store64(self._buf, off, FREE)
         self._free.append(slot)
 
     def claimed_by(self, worker: int) -> list[tuple[int, int]]:

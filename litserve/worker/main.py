@@ -27,11 +27,11 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
     board = P.Board(plan.name(P.board_role()))
     device = plan.devices[j]
     try:
-        apis, _specs = cloudpickle.loads(plan.apis_blob)
+        apis, specs = cloudpickle.loads(plan.apis_blob)
         for api in apis:
             api.device = device
             api.setup(device)
-        runner = Runner(plan, j, gen, apis)
+        runner = Runner(plan, j, gen, apis, specs)
     except BaseException:
         print(f"litserve: worker {j} failed in setup({device!r}):", file=sys.stderr)
         traceback.print_exc()

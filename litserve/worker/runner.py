@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class Job:
     link: FrontLink
     context: dict[str, Any]
     request: Any = None
+    raw: Any = None  # what decode_request received (the spec's request model)
+    state: Any = None  # the spec's framing state
     started: bool = field(default=False)  # stream: first chunk sent
     done: bool = field(default=False)
 
@@ -41,15 +44,18 @@ class HookError(Exception):
 class Api:
     """One LitAPI with its options and what we precomputed about its hooks."""
 
-    def __init__(self, api: LitAPI, opts: RouteOptions) -> None:
-        self.api, self.opts = api, opts
+    def __init__(self, api: LitAPI, opts: RouteOptions, spec: Any = None) -> None:
+        self.api, self.opts, self.spec = api, opts, spec
         self.model = request_model(api)
-        self.ctx = {h: api.hook_takes_context(h) for h in
-                    ("decode_request", "predict", "encode_response")}
+        hooks = ("decode_request", "predict", "encode_response")
+        self.ctx = {h: api.hook_takes_context(h) for h in hooks}
+        self.own = {h: getattr(type(api), h) is not getattr(LitAPI, h) for h in hooks}
         self.default_batch = type(api).batch is LitAPI.batch
         self.buffers = BatchBuffers()
 
     def call(self, hook: str, arg: Any, context: Any) -> Any:
+        if self.spec is not None and not self.own[hook]:
+            return getattr(self.spec, hook)(arg, context)
         fn = getattr(self.api, hook)
         return fn(arg, context=context) if self.ctx[hook] else fn(arg)
 
@@ -58,9 +64,10 @@ class Api:
 
 
 class Runner:
-    def __init__(self, plan: Plan, j: int, gen: int, apis: list[LitAPI]) -> None:
+    def __init__(self, plan: Plan, j: int, gen: int, apis: list[LitAPI], specs: list[Any]
+                 ) -> None:
         self.plan, self.j, self.gen = plan, j, gen
-        self.apis = [Api(a, o) for a, o in zip(apis, plan.routes, strict=True)]
+        self.apis = [Api(a, o, s) for a, o, s in zip(apis, plan.routes, specs, strict=True)]
         self.requests = Ring(plan.name(P.request_ring_role()))
         self.out = OutArena(plan, j, gen)
         self.fronts: dict[int, FrontLink] = {}
@@ -118,7 +125,9 @@ class Runner:
         if not jobs:
             return
         try:
-            if api.opts.stream:
+            if api.spec is not None:
+                self._spec(api, jobs)
+            elif api.opts.stream:
                 self._stream(api, jobs)
             else:
                 self._unary(api, jobs)
@@ -130,7 +139,12 @@ class Runner:
             link_buf = job.link.arena.buf if job.rec.block != P.NO_BLOCK else None
             meta, body = inputs.payload(job.rec, link_buf)
             job.context.update(meta.get("context", {}))
-            raw = inputs.request_object(job.rec, meta, body, api.model)
+            if job.rec.kind == P.SPEC:
+                raw = api.spec.parse(bytes(body))
+                job.state = api.spec.start(raw, job.context, bool(job.rec.flags & P.STREAM))
+            else:
+                raw = inputs.request_object(job.rec, meta, body, api.model)
+            job.raw = raw
             job.request = api.call("decode_request", raw, job.context)
             return True
         except Exception as exc:
@@ -176,6 +190,55 @@ class Runner:
             self._post(job, P.END, 200, P.CT_NDJSON, b"", [])
             job.done = True
 
+    # -- specs: the spec frames every encoded output --------------------------------------
+    def _spec(self, api: Api, jobs: list[Job]) -> None:
+        if api.opts.max_batch_size == 1:
+            job = jobs[0]
+            y = api.call("predict", job.request, job.context)
+            self._spec_outputs(api, job, y, inspect.isgenerator(y))
+        else:
+            x = api.batch([job.request for job in jobs])
+            y = api.call("predict", x, [job.context for job in jobs])
+            if inspect.isgenerator(y):
+                for step in y:
+                    for job, out in zip(jobs, step, strict=False):
+                        self._spec_outputs(api, job, iter([out]), True)
+            else:
+                ys = api.api.unbatch(y)
+                if len(ys) != len(jobs):
+                    raise HookError(500, f"unbatch returned {len(ys)} outputs for a batch of "
+                                         f"{len(jobs)} requests; they must match")
+                for job, out in zip(jobs, ys, strict=True):
+                    self._spec_outputs(api, job, out, False)
+        for job in jobs:
+            self._spec_finish(api, job)
+
+    def _spec_outputs(self, api: Api, job: Job, y: Any, streamed: bool) -> None:
+        encoded = api.call("encode_response", y, job.context)
+        items = encoded if streamed and _iterable(encoded) else [encoded]
+        stream = bool(job.rec.flags & P.STREAM)
+        for item in items:
+            data = api.spec.chunk(job.state, item)
+            if not data:
+                continue
+            if stream:
+                self._post(job, P.CHUNK, 200, P.CT_SSE, b"", [data])
+                job.started = True
+            else:
+                job.state.setdefault("_body", []).append(data)
+
+    def _spec_finish(self, api: Api, job: Job) -> None:
+        if job.done:
+            return
+        tail = api.spec.finish(job.state)
+        if job.rec.flags & P.STREAM:
+            self._post(job, P.END, 200, P.CT_SSE, b"", [tail])
+        else:
+            body = b"".join(job.state.get("_body", [])) + tail if isinstance(job.state, dict) \
+                else tail
+            self._post(job, P.RESULT, 200, P.CT_JSON, b"", [body])
+        job.done = True
+
     def _chunk(self, job: Job, chunk: Any) -> None:
         ctype, data = outputs.encode_chunk(chunk)
         self._post(job, P.CHUNK, 200, ctype, b"", [data])
@@ -186,11 +249,21 @@ class Runner:
         if status >= 500:
             where = f" in {type(api.api).__name__}.{hook}" if hook else ""
             log.error("request failed%s: %s", where, exc, exc_info=exc)
+        spec = api.spec
         for job in jobs:
             if job.done:
                 continue
-            enc = outputs.error(status, detail, headers)
-            self._post(job, P.ERROR, enc.status, enc.ctype, enc.meta, enc.parts)
+            if job.started:  # the client already has a 200 and part of the stream
+                tail = (spec.error_chunk(job.state, status, detail) if spec is not None
+                        else outputs.to_json({"detail": detail}) + b"\n")
+                self._post(job, P.ERROR, status, P.CT_OTHER, b"", [tail])
+            elif spec is not None:
+                body = spec.error_body(status, detail)
+                self._post(job, P.ERROR, status, P.CT_JSON, outputs.header_lines(headers),
+                           [body])
+            else:
+                enc = outputs.error(status, detail, headers)
+                self._post(job, P.ERROR, enc.status, enc.ctype, enc.meta, enc.parts)
             job.done = True
 
     def _post(self, job: Job, kind: int, status: int, ctype: int, meta: bytes,
@@ -217,6 +290,10 @@ class Runner:
             link.close()
         self.out.close()
         self.requests.close()
+
+
+def _iterable(x: Any) -> bool:
+    return hasattr(x, "__iter__") and hasattr(x, "__next__")
 
 
 def _describe(exc: Exception) -> tuple[int, Any, list[tuple[str, str]]]:
