@@ -1,0 +1,616 @@
+"""Ours vs upstream LitServe 0.2.19, side by side, on the same box in the same run.
+
+For each scenario this starts the same server file (bench/servers/) with upstream's
+interpreter, waits for /health, checks one request by hand, loads it with wrk on
+127.0.0.1, stops it (its whole process group), then does the same with ours, and prints
+req/s, payload MB/s, mean batch size, latency p50/p99, the server's CPU use and the ratio
+ours/upstream.
+
+    bash bench/upstream/setup.sh            # once: bench/.venv-upstream and wrk
+    python bench/compare_upstream.py                         # all scenarios, both
+    python bench/compare_upstream.py --scenarios hello --only upstream --duration 10
+    python bench/compare_upstream.py --profile upstream      # plus a pass under py-spy
+
+MB/s counts request payload bytes (10**6 B): the tensor's bytes for the tensor scenario,
+the JSON body otherwise. Server logs, wrk scripts, bodies and profiles go to bench/out/.
+Standard library only, so any Python 3.10+ can run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ROOT / "bench" / "servers"
+OUT = ROOT / "bench" / "out"
+IMPLS = {
+    "upstream": ROOT / "bench" / ".venv-upstream" / "bin" / "python",
+    "ours": ROOT / ".venv" / "bin" / "python",
+}
+TENSOR_SHAPE = (1080, 1920, 3)
+BOUNDARY = "litservebenchboundary7f3a"
+
+
+# ---------------------------------------------------------------- requests
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One request, sent identically by the check and by wrk."""
+
+    body: bytes
+    headers: dict[str, str]
+    payload_bytes: int  # what MB/s counts
+    expect: dict[str, float]  # response fields to check (approximately)
+
+
+def hello_request(impl: str, args: argparse.Namespace) -> Request:
+    body = b'{"input": 4}'
+    return Request(body, {"Content-Type": "application/json"}, len(body), {"output": 16})
+
+
+def batched_request(impl: str, args: argparse.Namespace) -> Request:
+    values = [round(((i * 7919) % 1000) / 1000.0, 3) for i in range(512)]
+    body = json.dumps({"input": values}).encode()
+    return Request(body, {"Content-Type": "application/json"}, len(body), {})
+
+
+def _tensor_bytes() -> tuple[bytes, float]:
+    count = TENSOR_SHAPE[0] * TENSOR_SHAPE[1] * TENSOR_SHAPE[2]
+    pattern = bytes.fromhex("0000803f00000040")  # float32 1.0, 2.0 (little-endian): mean 1.5
+    return pattern * (count // 2), 1.5
+
+
+def tensor_request(impl: str, args: argparse.Namespace) -> Request:
+    data, mean = _tensor_bytes()
+    expect = {"mean": mean, "size": len(data) // 4}
+    route = (
+        args.tensor_route
+        if args.tensor_route != "auto"
+        else ("binary" if impl == "ours" else "multipart")
+    )
+    if route == "binary":
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Tensor-Dtype": "float32",
+            "X-Tensor-Shape": ",".join(map(str, TENSOR_SHAPE)),
+        }
+        return Request(data, headers, len(data), expect)
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="t.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    body = head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return Request(body, headers, len(data), expect)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    server: str
+    connections: int
+    build: object  # (impl, args) -> Request
+    batched: bool = False
+
+
+SCENARIOS = {
+    "hello": Scenario("hello.py", 64, hello_request),
+    "tensor": Scenario("tensor.py", 4, tensor_request),
+    "batched": Scenario("batched.py", 64, batched_request, batched=True),
+}
+
+
+# ---------------------------------------------------------------- server process
+
+
+class ServerFailed(Exception):
+    """The server did not start, or answered the check request wrongly."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def tail(self, lines: int = 25) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def start_server(impl: str, scenario: str, args: argparse.Namespace) -> Server:
+    port = free_port()
+    cmd = [str(IMPLS[impl]), str(SERVERS / SCENARIOS[scenario].server), "--port", str(port)]
+    cmd += ["--workers", str(args.workers)]
+    if SCENARIOS[scenario].batched:
+        cmd += ["--max-batch-size", str(args.max_batch_size)]
+        cmd += ["--batch-timeout", str(args.batch_timeout)]
+    if impl == "upstream" and args.upstream_fast_queue:
+        cmd.append("--fast-queue")
+    env = dict(os.environ, BENCH_BATCH_LOG=str(batch_log(impl, scenario)), PYTHONUNBUFFERED="1")
+    log = OUT / f"server-{impl}-{scenario}.log"
+    with log.open("wb") as fh:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            cmd, cwd=OUT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Server(proc, port, log)
+
+
+def wait_healthy(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{server.port}/health"
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise ServerFailed(f"exited with code {server.proc.returncode} before /health")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.2)
+    raise ServerFailed(f"/health did not answer 200 within {timeout:.0f} s")
+
+
+def stop_server(server: Server, grace: float = 10.0) -> str:
+    """SIGINT the server's process group (as Ctrl+C does), SIGKILL what is left after `grace`.
+
+    Returns how it went, in a few words.
+    """
+    pgid = server.proc.pid  # start_new_session: the leader's pid is the group id
+    start = time.monotonic()
+    _signal_group(pgid, signal.SIGINT)
+    while time.monotonic() - start < grace and _group_alive(pgid, server.proc):
+        time.sleep(0.05)
+    if _group_alive(pgid, server.proc):
+        _signal_group(pgid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+        return f"still running {grace:.0f} s after SIGINT: SIGKILLed"
+    server.proc.wait(timeout=10)
+    return f"stopped {time.monotonic() - start:.1f} s after SIGINT"
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int, leader: subprocess.Popen[bytes]) -> bool:
+    leader.poll()  # reap the leader so a zombie does not count
+    return bool(group_pids(pgid))
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def cpu_seconds(pgid: int) -> dict[int, tuple[float, str]]:
+    """utime+stime of every live process of the group, with a short command line."""
+    tick = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for pid in group_pids(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        result[pid] = ((int(fields[11]) + int(fields[12])) / tick, _role(pid, pgid, cmd))
+    return result
+
+
+def _role(pid: int, pgid: int, cmd: str) -> str:
+    if pid == pgid:
+        return "main"
+    if "resource_tracker" in cmd:
+        return "resource_tracker"
+    if "spawn_main" in cmd:
+        return "spawned"
+    if "bench/servers/" in cmd:
+        return "forked"
+    return cmd.strip()[:40]
+
+
+# ---------------------------------------------------------------- the check and the load
+
+
+def check_request(server: Server, request: Request) -> str:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/predict", data=request.body, headers=request.headers
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            text = resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")[:300]
+        raise ServerFailed(f"check request answered {err.code}: {detail}") from err
+    answer = json.loads(text)
+    for key, want in request.expect.items():
+        if abs(float(answer[key]) - want) > 1e-6 * max(1.0, abs(want)):
+            raise ServerFailed(f"check request: {key}={answer[key]!r}, expected {want!r}")
+    return text[:120]
+
+
+LUA = """
+local f = assert(io.open("{body}", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+{headers}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {{"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, '
+    .. '"write": %d, "status": %d, "timeout": %d, "p50_us": %d, "p90_us": %d, '
+    .. '"p99_us": %d, "mean_us": %.1f, "max_us": %d}}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, latency.max))
+end
+"""
+
+
+def write_wrk_script(name: str, request: Request) -> Path:
+    body = OUT / f"body-{name}.bin"
+    body.write_bytes(request.body)
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in request.headers.items())
+    script = OUT / f"wrk-{name}.lua"
+    script.write_text(LUA.format(body=body, headers=headers))
+    return script
+
+
+def run_wrk(port: int, script: Path, connections: int, seconds: float, args) -> dict:
+    cmd = [
+        "wrk",
+        f"-t{min(args.threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        f"--timeout={args.wrk_timeout:g}s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}/predict",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return json.loads(line[len("WRK_JSON ") :])
+    raise RuntimeError(f"wrk printed no summary (rc {out.returncode}): {out.stderr or out.stdout}")
+
+
+# ---------------------------------------------------------------- batches and profiles
+
+
+def batch_log(impl: str, scenario: str) -> Path:
+    return OUT / f"batches-{impl}-{scenario}.txt"
+
+
+def batch_sizes(path: Path, skip_bytes: int) -> list[int]:
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        fh.seek(skip_bytes)
+        return [int(line) for line in fh.read().split() if line.strip()]
+
+
+def profile(server: Server, impl: str, scenario: str, run_load, args) -> None:
+    """A separate, unmeasured pass: the same load with py-spy on every server process."""
+    out = OUT / f"profile-{impl}-{scenario}.txt"
+    seconds = max(1, int(args.profile_seconds))
+    cmd = [
+        args.py_spy,
+        "record",
+        "-p",
+        str(server.proc.pid),
+        "--subprocesses",
+        "--format",
+        "raw",
+        "-r",
+        "100",
+        "-d",
+        str(seconds),
+        "-o",
+        str(out),
+    ]
+    cmd += ["--gil"] if args.profile_gil else []
+    with (OUT / f"py-spy-{impl}-{scenario}.log").open("wb") as log:
+        spy = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(0.5)  # let py-spy attach before the load starts
+    run_load(seconds)
+    spy.wait(timeout=seconds + 60)
+    if out.exists():
+        print(summarise_profile(out))
+    else:
+        print(f"  py-spy wrote no profile; see {OUT}/py-spy-{impl}-{scenario}.log")
+
+
+def summarise_profile(path: Path, top: int = 8) -> str:
+    """Per server process: its share of samples, self time by package and by frame."""
+    procs: dict[str, tuple[Counter[str], Counter[str]]] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        names = [f for f in frames if f.startswith("process ")]
+        code = [f for f in frames if not f.startswith("process ")]
+        n = int(count)
+        total += n
+        by_frame, by_pkg = procs.setdefault(
+            names[-1][:90] if names else "?", (Counter(), Counter())
+        )
+        by_frame["<total>"] += n
+        if code:
+            by_frame[_frame_name(code[-1])] += n
+            by_pkg[_package(code[-1])] += n
+    lines = [f"  py-spy: {total} samples at 100 Hz in {path}"]
+    for proc, (by_frame, by_pkg) in sorted(procs.items(), key=lambda p: -p[1][0]["<total>"]):
+        n = by_frame.pop("<total>")
+        lines.append(f"  {100 * n / max(total, 1):5.1f}% {proc}")
+        lines.append(
+            "      by package: "
+            + ", ".join(f"{name} {100 * c / n:.0f}%" for name, c in by_pkg.most_common(top))
+        )
+        lines += [f"      self {100 * c / n:5.1f}%  {f}" for f, c in by_frame.most_common(top)]
+    return "\n".join(lines)
+
+
+def _package(frame: str) -> str:
+    where = frame.partition(" (")[2]
+    return where.split("/")[0].removesuffix(".py").split(":")[0] if where else frame
+
+
+def _frame_name(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
+
+
+# ---------------------------------------------------------------- one measurement
+
+
+@dataclasses.dataclass
+class Result:
+    impl: str
+    scenario: str
+    ok: bool
+    note: str = ""
+    rps: float = 0.0
+    mbps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    errors: int = 0
+    mean_batch: float | None = None
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def measure(impl: str, scenario: str, args: argparse.Namespace) -> Result:
+    spec = SCENARIOS[scenario]
+    request = spec.build(impl, args)
+    connections = args.connections or spec.connections
+    script = write_wrk_script(f"{impl}-{scenario}", request)
+    batch_log(impl, scenario).unlink(missing_ok=True)
+    shm_before = set(os.listdir("/dev/shm"))
+    server = start_server(impl, scenario, args)
+    try:
+        wait_healthy(server, args.start_timeout)
+        answer = check_request(server, request)
+        print(f"  {impl:8s} {scenario}: up on port {server.port}; check answered {answer}")
+        if args.warmup > 0:
+            run_wrk(server.port, script, connections, args.warmup, args)
+        result = load(server, impl, scenario, request, script, connections, args)
+        if args.profile in (impl, "both"):
+            profile(
+                server,
+                impl,
+                scenario,
+                lambda sec: run_wrk(server.port, script, connections, sec, args),
+                args,
+            )
+        return result
+    except (ServerFailed, RuntimeError, subprocess.TimeoutExpired) as err:
+        print(
+            f"  {impl:8s} {scenario}: FAILED: {err}\n    server log tail:\n"
+            + "\n".join("      " + ln for ln in server.tail().splitlines())
+        )
+        return Result(impl, scenario, ok=False, note=str(err).splitlines()[0][:100])
+    finally:
+        print(f"  {impl:8s} {scenario}: {stop_server(server)}{leftover_shm(shm_before)}")
+
+
+def load(server, impl, scenario, request, script, connections, args) -> Result:
+    log = batch_log(impl, scenario)
+    skip = log.stat().st_size if log.exists() else 0
+    cpu_before = cpu_seconds(server.proc.pid)
+    stats = run_wrk(server.port, script, connections, args.duration, args)
+    cpu_after = cpu_seconds(server.proc.pid)
+    seconds = stats["duration_us"] / 1e6
+    errors = sum(stats[k] for k in ("connect", "read", "write", "status", "timeout"))
+    good = stats["requests"] - stats["status"]
+    sizes = batch_sizes(log, skip)
+    result = Result(
+        impl,
+        scenario,
+        ok=True,
+        rps=good / seconds,
+        mbps=good * request.payload_bytes / seconds / 1e6,
+        p50_ms=stats["p50_us"] / 1e3,
+        p99_ms=stats["p99_us"] / 1e3,
+        errors=errors,
+        mean_batch=sum(sizes) / len(sizes) if sizes else None,
+        cpu=cpu_share(cpu_before, cpu_after, seconds),
+    )
+    if errors:
+        result.note = "wrk errors: " + ", ".join(
+            f"{k} {stats[k]}" for k in ("connect", "read", "write", "status", "timeout") if stats[k]
+        )
+    return result
+
+
+def leftover_shm(before: set[str]) -> str:
+    left = sorted(set(os.listdir("/dev/shm")) - before)
+    return (
+        f"; left in /dev/shm: {' '.join(left[:8])}{' ...' if len(left) > 8 else ''}" if left else ""
+    )
+
+
+def cpu_share(before: dict, after: dict, seconds: float) -> dict[str, float]:
+    shares: dict[str, float] = {}
+    for pid, (t1, name) in after.items():
+        t0 = before.get(pid, (0.0, name))[0]
+        label = f"{name} [{pid}]"
+        shares[label] = 100 * (t1 - t0) / seconds
+    return shares
+
+
+# ---------------------------------------------------------------- report
+
+
+def print_table(results: list[Result]) -> None:
+    head = (
+        f"{'scenario':9s} {'impl':14s} {'req/s':>9s} {'MB/s':>9s} {'batch':>6s} "
+        f"{'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'srv CPU':>8s}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    for scenario in dict.fromkeys(r.scenario for r in results):
+        rows = {r.impl: r for r in results if r.scenario == scenario}
+        for r in rows.values():
+            if not r.ok:
+                print(f"{scenario:9s} {r.impl:14s} did not run: {r.note}")
+                continue
+            batch = f"{r.mean_batch:6.1f}" if r.mean_batch is not None else f"{'-':>6s}"
+            print(
+                f"{scenario:9s} {r.impl:14s} {r.rps:9,.0f} {r.mbps:9,.1f} {batch} "
+                f"{r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:7d} {sum(r.cpu.values()):7.0f}%"
+                + (f"  ({r.note})" if r.note else "")
+            )
+        up, ours = rows.get("upstream"), rows.get("ours")
+        if up and ours and up.ok and ours.ok and up.rps:
+            print(
+                f"{scenario:9s} {'ours/upstream':14s} {ours.rps / up.rps:8.2f}x "
+                f"{ours.mbps / up.mbps if up.mbps else 0:8.2f}x"
+            )
+    print("\nserver CPU by process (% of one core):")
+    for r in results:
+        if r.ok:
+            parts = ", ".join(
+                f"{k} {v:.0f}%" for k, v in sorted(r.cpu.items(), key=lambda i: -i[1])
+            )
+            print(f"  {r.scenario:8s} {r.impl:9s} {parts}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)",
+    )
+    p.add_argument("--only", choices=sorted(IMPLS), help="run one implementation only")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds of load per run")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="wrk connections (default per scenario: "
+        + ", ".join(f"{k} {v.connections}" for k, v in SCENARIOS.items())
+        + ")",
+    )
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (the box has 2 cores)")
+    p.add_argument("--wrk-timeout", type=float, default=10.0, help="wrk per-request timeout")
+    p.add_argument("--workers", type=int, default=1, help="workers_per_device")
+    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--batch-timeout", type=float, default=0.005)
+    p.add_argument(
+        "--tensor-route",
+        choices=["auto", "multipart", "binary"],
+        default="auto",
+        help="auto: ours raw binary body, upstream multipart (each one's fastest)",
+    )
+    p.add_argument(
+        "--upstream-fast-queue",
+        action="store_true",
+        help="run upstream with fast_queue=True (ZeroMQ)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=["upstream", "ours", "both"],
+        help="after the measured run, one more load pass under py-spy (all processes)",
+    )
+    p.add_argument("--profile-seconds", type=float, default=8.0)
+    p.add_argument(
+        "--profile-gil",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sample only threads holding the GIL (py-spy --gil): where Python time goes",
+    )
+    p.add_argument("--py-spy", default=str(ROOT / "bench" / ".venv-upstream" / "bin" / "py-spy"))
+    p.add_argument("--start-timeout", type=float, default=120.0, help="seconds to wait for /health")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    if unknown:
+        p.error(f"--scenarios {','.join(sorted(unknown))}: use any of {', '.join(SCENARIOS)}")
+    return args
+
+
+def describe(impl: str) -> str:
+    code = (
+        "import importlib.metadata as m, litserve; print(m.version('litserve'), litserve.__file__)"
+    )
+    out = subprocess.run(  # cwd OUT: as for the servers, no ./litserve to shadow the installed one
+        [str(IMPLS[impl]), "-c", code], cwd=OUT, capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() or (
+        "not importable: " + out.stderr.strip().splitlines()[-1]
+        if out.stderr.strip()
+        else "missing"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    impls = [args.only] if args.only else ["upstream", "ours"]
+    for impl in impls:
+        print(f"{impl:8s} {IMPLS[impl]}: litserve {describe(impl)}")
+    results = []
+    for scenario in args.scenarios.split(","):
+        for impl in impls:
+            results.append(measure(impl, scenario, args))
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
