@@ -1,10 +1,12 @@
 /*
  * litserve.ipc._shm -- the thin C core of litserve.ipc.
  *
- * Atomics on aligned 64-bit words inside any writable buffer (an mmap of a
- * shared-memory segment), and a gather-copy that releases the GIL.  All
- * policy (layouts, sizes, waiting, names) lives in Python; these functions
- * only check bounds and alignment, and raise ValueError / TypeError on misuse.
+ * Atomics on aligned 64-bit words inside any buffer (an mmap of a shared-memory
+ * segment), the claim-and-copy steps of the ring (ring.py documents its layout and
+ * passes the offsets in), and a gather-copy that releases the GIL for large copies.
+ * All policy (layouts, sizes, waiting, names) lives in Python; these functions only
+ * check arguments, bounds and alignment, and raise TypeError / ValueError /
+ * OverflowError naming the bad value on misuse.
  *
  * Memory ordering (GCC __atomic builtins):
  *   load64      __ATOMIC_ACQUIRE  -- later reads see what the storer wrote before
@@ -12,42 +14,118 @@
  *                                    visible to whoever acquire-loads this word
  *   cas64       __ATOMIC_SEQ_CST on success and failure
  *   fetch_add64 __ATOMIC_SEQ_CST
- * Words are unsigned 64-bit; Python ints outside [0, 2**64) are rejected.
+ *   ring_put    acquire-load of the cell sequence, seq_cst CAS of the position,
+ *               body copy, then release-store of the cell sequence (publishes it)
+ *   ring_take   the same on the consumer side; the body is copied out before the
+ *               release-store that hands the cell back to producers
+ * Words are unsigned 64-bit; Python ints outside [0, 2**64) are rejected with
+ * OverflowError (fetch_add64 takes a signed delta and wraps mod 2**64).
+ *
+ * Every function uses METH_FASTCALL: these run several times per message.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 
+/* Copies at least this large run without the GIL (smaller ones are cheaper than
+ * the GIL hand-off). */
+#define NOGIL_COPY_BYTES (64 * 1024)
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() do { } while (0)
+#endif
+
+/* ---- argument helpers ------------------------------------------------------ */
+
 static int
-word_ptr(PyObject *obj, Py_ssize_t off, Py_buffer *view, uint64_t **out)
+check_nargs(const char *fname, Py_ssize_t nargs, Py_ssize_t want)
 {
-    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE) < 0)
-        return -1;
-    if (off < 0 || off > view->len - 8) {
-        PyErr_Format(PyExc_ValueError,
-                     "offset %zd is outside the buffer of %zd bytes", off, view->len);
-        PyBuffer_Release(view);
+    if (nargs == want)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fname, want, nargs);
+    return -1;
+}
+
+static int
+arg_ssize(PyObject *o, const char *what, Py_ssize_t *out)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what,
+                     Py_TYPE(o)->tp_name);
         return -1;
     }
-    char *p = (char *)view->buf + off;
-    if (((uintptr_t)p) % 8 != 0) {
-        PyErr_Format(PyExc_ValueError, "offset %zd is not 8-byte aligned", off);
-        PyBuffer_Release(view);
+    *out = PyLong_AsSsize_t(o);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int
+arg_u64(PyObject *o, const char *what, uint64_t *out)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what,
+                     Py_TYPE(o)->tp_name);
         return -1;
     }
-    *out = (uint64_t *)p;
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_OverflowError, "%s=%R is outside [0, 2**64)", what, o);
+        return -1;
+    }
+    *out = (uint64_t)v;
     return 0;
 }
 
-static PyObject *
-shm_load64(PyObject *self, PyObject *args)
+/* Check that [off, off + 8) lies inside a buffer of len bytes and is 8-aligned. */
+static int
+check_word(const Py_buffer *view, Py_ssize_t off)
 {
-    PyObject *obj; Py_ssize_t off; Py_buffer v; uint64_t *w;
-    if (!PyArg_ParseTuple(args, "On", &obj, &off) || word_ptr(obj, off, &v, &w) < 0)
+    if (off < 0 || view->len < 8 || off > view->len - 8) {
+        PyErr_Format(PyExc_ValueError,
+                     "offset %zd is outside the buffer of %zd bytes (a word needs 8)",
+                     off, view->len);
+        return -1;
+    }
+    if (((uintptr_t)((char *)view->buf + off)) % 8 != 0) {
+        PyErr_Format(PyExc_ValueError, "offset %zd is not 8-byte aligned", off);
+        return -1;
+    }
+    return 0;
+}
+
+/* Acquire args[0] as a buffer and point *out at the word at args[1]. */
+static int
+word_args(PyObject *const *args, int flags, Py_buffer *view, uint64_t **out)
+{
+    Py_ssize_t off;
+    if (arg_ssize(args[1], "offset", &off) < 0)
+        return -1;
+    if (PyObject_GetBuffer(args[0], view, flags) < 0)
+        return -1;
+    if (check_word(view, off) < 0) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *out = (uint64_t *)((char *)view->buf + off);
+    return 0;
+}
+
+/* ---- atomics --------------------------------------------------------------- */
+
+static PyObject *
+shm_load64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer v; uint64_t *w;
+    if (check_nargs("load64", nargs, 2) < 0 || word_args(args, PyBUF_SIMPLE, &v, &w) < 0)
         return NULL;
     uint64_t val = __atomic_load_n(w, __ATOMIC_ACQUIRE);
     PyBuffer_Release(&v);
@@ -55,58 +133,248 @@ shm_load64(PyObject *self, PyObject *args)
 }
 
 static PyObject *
-shm_store64(PyObject *self, PyObject *args)
+shm_store64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *obj; Py_ssize_t off; unsigned long long val; Py_buffer v; uint64_t *w;
-    if (!PyArg_ParseTuple(args, "OnK", &obj, &off, &val) || word_ptr(obj, off, &v, &w) < 0)
+    Py_buffer v; uint64_t *w, val;
+    if (check_nargs("store64", nargs, 3) < 0 || arg_u64(args[2], "value", &val) < 0
+        || word_args(args, PyBUF_WRITABLE, &v, &w) < 0)
         return NULL;
-    __atomic_store_n(w, (uint64_t)val, __ATOMIC_RELEASE);
+    __atomic_store_n(w, val, __ATOMIC_RELEASE);
     PyBuffer_Release(&v);
     Py_RETURN_NONE;
 }
 
 static PyObject *
-shm_cas64(PyObject *self, PyObject *args)
+shm_cas64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *obj; Py_ssize_t off; unsigned long long expected, desired;
-    Py_buffer v; uint64_t *w;
-    if (!PyArg_ParseTuple(args, "OnKK", &obj, &off, &expected, &desired)
-        || word_ptr(obj, off, &v, &w) < 0)
+    Py_buffer v; uint64_t *w, expected, desired;
+    if (check_nargs("cas64", nargs, 4) < 0 || arg_u64(args[2], "expected", &expected) < 0
+        || arg_u64(args[3], "desired", &desired) < 0
+        || word_args(args, PyBUF_WRITABLE, &v, &w) < 0)
         return NULL;
-    uint64_t exp = expected;
-    int ok = __atomic_compare_exchange_n(w, &exp, (uint64_t)desired, 0,
+    int ok = __atomic_compare_exchange_n(w, &expected, desired, 0,
                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     PyBuffer_Release(&v);
     return PyBool_FromLong(ok);
 }
 
 static PyObject *
-shm_fetch_add64(PyObject *self, PyObject *args)
+shm_fetch_add64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *obj; Py_ssize_t off; long long delta; Py_buffer v; uint64_t *w;
-    if (!PyArg_ParseTuple(args, "OnL", &obj, &off, &delta) || word_ptr(obj, off, &v, &w) < 0)
+    Py_buffer v; uint64_t *w;
+    if (check_nargs("fetch_add64", nargs, 3) < 0)
+        return NULL;
+    if (!PyLong_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "delta must be an int, not %.100s",
+                     Py_TYPE(args[2])->tp_name);
+        return NULL;
+    }
+    long long delta = PyLong_AsLongLong(args[2]);
+    if (delta == -1 && PyErr_Occurred())
+        return NULL;
+    if (word_args(args, PyBUF_WRITABLE, &v, &w) < 0)
         return NULL;
     uint64_t old = __atomic_fetch_add(w, (uint64_t)delta, __ATOMIC_SEQ_CST);
     PyBuffer_Release(&v);
     return PyLong_FromUnsignedLongLong(old);
 }
 
+/* ---- ring steps -------------------------------------------------------------
+ * The ring is Vyukov's bounded MPMC queue (layout in litserve/ipc/ring.py).  The
+ * caller holds a semaphore unit, so a cell for it exists; these functions make one
+ * non-blocking attempt to claim it and return "not yet" when the neighbour that
+ * owns the cell is still busy with it.  Waiting and timeouts stay in Python. */
+
+typedef struct {
+    Py_buffer view;
+    uint64_t *pos;      /* enqueue_pos or dequeue_pos */
+    char *cells;
+    uint64_t mask;
+    Py_ssize_t cell_size;
+} ring_t;
+
+/* args: buf, pos_off, cells_off, mask, cell_size */
+static int
+ring_args(PyObject *const *args, ring_t *r)
+{
+    Py_ssize_t pos_off, cells_off, cell_size; uint64_t mask;
+    if (arg_ssize(args[1], "pos_off", &pos_off) < 0
+        || arg_ssize(args[2], "cells_off", &cells_off) < 0
+        || arg_u64(args[3], "mask", &mask) < 0
+        || arg_ssize(args[4], "cell_size", &cell_size) < 0)
+        return -1;
+    if (mask == UINT64_MAX || ((mask + 1) & mask) != 0) {
+        PyErr_Format(PyExc_ValueError, "mask=%llu is not a power of two minus one",
+                     (unsigned long long)mask);
+        return -1;
+    }
+    if (cell_size < 16 || cell_size % 8 != 0) {
+        PyErr_Format(PyExc_ValueError, "cell_size=%zd must be a multiple of 8, >= 16",
+                     cell_size);
+        return -1;
+    }
+    if (PyObject_GetBuffer(args[0], &r->view, PyBUF_WRITABLE) < 0)
+        return -1;
+    Py_ssize_t len = r->view.len;
+    if (check_word(&r->view, pos_off) < 0)
+        goto fail;
+    if (cells_off < 0 || cells_off % 8 != 0 || cells_off > len
+        || mask >= (uint64_t)((len - cells_off) / cell_size)) {
+        PyErr_Format(PyExc_ValueError,
+                     "cells at offset %zd (%llu x %zd bytes) do not fit the buffer of %zd bytes",
+                     cells_off, (unsigned long long)mask + 1, cell_size, len);
+        goto fail;
+    }
+    r->pos = (uint64_t *)((char *)r->view.buf + pos_off);
+    r->cells = (char *)r->view.buf + cells_off;
+    r->mask = mask;
+    r->cell_size = cell_size;
+    return 0;
+fail:
+    PyBuffer_Release(&r->view);
+    return -1;
+}
+
+static inline uint64_t *
+ring_cell(const ring_t *r, uint64_t pos)
+{
+    return (uint64_t *)(r->cells + (Py_ssize_t)(pos & r->mask) * r->cell_size);
+}
+
+/* Claim the cell for the next position whose sequence is pos + lag; NULL when the
+ * cell at the current position still belongs to a slower neighbour. */
+static uint64_t *
+ring_claim(const ring_t *r, uint64_t lag, uint64_t *pos_out)
+{
+    uint64_t pos = __atomic_load_n(r->pos, __ATOMIC_ACQUIRE);
+    for (;;) {
+        uint64_t *cell = ring_cell(r, pos);
+        int64_t dif = (int64_t)(__atomic_load_n(cell, __ATOMIC_ACQUIRE) - (pos + lag));
+        if (dif == 0) {
+            if (__atomic_compare_exchange_n(r->pos, &pos, pos + 1, 0,
+                                            __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)) {
+                *pos_out = pos;
+                return cell;
+            }
+            /* lost the race: pos now holds the current position */
+        } else if (dif < 0) {
+            return NULL;
+        } else {
+            pos = __atomic_load_n(r->pos, __ATOMIC_ACQUIRE);
+        }
+    }
+}
+
+/* ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> bool */
+static PyObject *
+shm_ring_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ring_t r; Py_buffer body; uint64_t pos;
+    if (check_nargs("ring_put", nargs, 6) < 0 || ring_args(args, &r) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[5], &body, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&r.view);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (body.len > r.cell_size - 8) {
+        PyErr_Format(PyExc_ValueError, "record of %zd bytes exceeds the cell body of %zd bytes",
+                     body.len, r.cell_size - 8);
+        goto done;
+    }
+    uint64_t *cell = ring_claim(&r, 0, &pos);
+    if (cell != NULL) {
+        char *dst = (char *)(cell + 1);
+        memcpy(dst, body.buf, (size_t)body.len);
+        memset(dst + body.len, 0, (size_t)(r.cell_size - 8 - body.len));
+        __atomic_store_n(cell, pos + 1, __ATOMIC_RELEASE);
+    }
+    result = PyBool_FromLong(cell != NULL);
+done:
+    PyBuffer_Release(&body);
+    PyBuffer_Release(&r.view);
+    return result;
+}
+
+/* ring_take(buf, pos_off, cells_off, mask, cell_size) -> bytes | None */
+static PyObject *
+shm_ring_take(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ring_t r; uint64_t pos;
+    if (check_nargs("ring_take", nargs, 5) < 0 || ring_args(args, &r) < 0)
+        return NULL;
+    /* Allocate first: once a cell is claimed, nothing may fail before it is released. */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, r.cell_size - 8);
+    if (out != NULL) {
+        uint64_t *cell = ring_claim(&r, 1, &pos);
+        if (cell == NULL) {
+            Py_SETREF(out, Py_NewRef(Py_None));
+        } else {
+            memcpy(PyBytes_AS_STRING(out), cell + 1, (size_t)(r.cell_size - 8));
+            __atomic_store_n(cell, pos + r.mask + 1, __ATOMIC_RELEASE);
+        }
+    }
+    PyBuffer_Release(&r.view);
+    return out;
+}
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ring_wait(buf, pos_off, cells_off, mask, cell_size, lag, spin_ns) -> bool
+ * Spin without the GIL for at most spin_ns until the cell at the current position
+ * has sequence pos + lag (lag 0: a producer could claim it, 1: a consumer could).
+ * True when it looks ready (the caller then tries its semaphore), False on time. */
+static PyObject *
+shm_ring_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ring_t r; uint64_t lag, spin_ns;
+    if (check_nargs("ring_wait", nargs, 7) < 0 || arg_u64(args[5], "lag", &lag) < 0
+        || arg_u64(args[6], "spin_ns", &spin_ns) < 0 || ring_args(args, &r) < 0)
+        return NULL;
+    int ready = 0;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t end = now_ns() + spin_ns;
+    for (unsigned i = 1;; i++) {
+        uint64_t pos = __atomic_load_n(r.pos, __ATOMIC_ACQUIRE);
+        int64_t dif = (int64_t)(__atomic_load_n(ring_cell(&r, pos), __ATOMIC_ACQUIRE)
+                                - (pos + lag));
+        if (dif >= 0) {  /* ready, or taken by a neighbour since we read pos */
+            ready = 1;
+            break;
+        }
+        CPU_RELAX();
+        if (i % 32 == 0 && now_ns() >= end)
+            break;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&r.view);
+    return PyBool_FromLong(ready);
+}
+
+/* ---- copies ---------------------------------------------------------------- */
+
 /* gather_copy(dst, dst_offset, sources) -> bytes copied.
  * Copies each buffer of `sources` (any objects with the buffer protocol,
  * C-contiguous) back to back into dst starting at dst_offset.  All buffers are
- * acquired first, then the copies run without the GIL. */
+ * acquired first; copies of NOGIL_COPY_BYTES or more then run without the GIL. */
 static PyObject *
-shm_gather_copy(PyObject *self, PyObject *args)
+shm_gather_copy(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *dst_obj, *srcs; Py_ssize_t off;
-    if (!PyArg_ParseTuple(args, "OnO", &dst_obj, &off, &srcs))
+    Py_ssize_t off;
+    if (check_nargs("gather_copy", nargs, 3) < 0 || arg_ssize(args[1], "offset", &off) < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(srcs, "sources must be a sequence of buffers");
+    PyObject *seq = PySequence_Fast(args[2], "sources must be a sequence of buffers");
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     Py_buffer dst;
-    if (PyObject_GetBuffer(dst_obj, &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+    if (PyObject_GetBuffer(args[0], &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
         Py_DECREF(seq);
         return NULL;
     }
@@ -120,19 +388,26 @@ shm_gather_copy(PyObject *self, PyObject *args)
             goto done;
         total += views[got].len;
     }
-    if (off < 0 || total > dst.len - off) {
+    if (off < 0 || off > dst.len || total > dst.len - off) {
         PyErr_Format(PyExc_ValueError,
                      "gather of %zd bytes at offset %zd does not fit a %zd-byte destination",
                      total, off, dst.len);
         goto done;
     }
-    Py_BEGIN_ALLOW_THREADS
     char *p = (char *)dst.buf + off;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        memcpy(p, views[i].buf, (size_t)views[i].len);
-        p += views[i].len;
+    if (total >= NOGIL_COPY_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(p, views[i].buf, (size_t)views[i].len);
+            p += views[i].len;
+        }
+        Py_END_ALLOW_THREADS
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(p, views[i].buf, (size_t)views[i].len);
+            p += views[i].len;
+        }
     }
-    Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(total);
 done:
     for (Py_ssize_t i = 0; i < got; i++)
@@ -143,45 +418,61 @@ done:
     return result;
 }
 
+/* ---- processes ------------------------------------------------------------- */
+
 /* set_parent_death_signal(sig) -> parent pid at the time of the call.
  * The kernel sends `sig` to this process when the thread that forked it exits.
  * Callers compare the returned pid with the expected parent to close the race of
  * a parent that died before the call. */
 static PyObject *
-shm_set_parent_death_signal(PyObject *self, PyObject *args)
+shm_set_parent_death_signal(PyObject *self, PyObject *arg)
 {
-    int sig;
-    if (!PyArg_ParseTuple(args, "i", &sig))
+    long sig = PyLong_AsLong(arg);
+    if (sig == -1 && PyErr_Occurred())
         return NULL;
+    if (sig < 0 || sig >= NSIG) {
+        PyErr_Format(PyExc_ValueError, "sig=%ld is not a signal number (0..%d)", sig, NSIG - 1);
+        return NULL;
+    }
     if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0) != 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromLong((long)getppid());
 }
 
+#define FAST(name, doc) {#name, (PyCFunction)(void (*)(void))shm_##name, METH_FASTCALL, doc}
+
 static PyMethodDef methods[] = {
-    {"set_parent_death_signal", shm_set_parent_death_signal, METH_VARARGS,
+    {"set_parent_death_signal", shm_set_parent_death_signal, METH_O,
      "set_parent_death_signal(sig) -> current parent pid (Linux prctl PR_SET_PDEATHSIG)"},
-    {"load64", shm_load64, METH_VARARGS, "load64(buf, offset) -> int (acquire)"},
-    {"store64", shm_store64, METH_VARARGS, "store64(buf, offset, value) (release)"},
-    {"cas64", shm_cas64, METH_VARARGS,
-     "cas64(buf, offset, expected, desired) -> bool (seq_cst)"},
-    {"fetch_add64", shm_fetch_add64, METH_VARARGS,
-     "fetch_add64(buf, offset, delta) -> old value (seq_cst, wraps mod 2**64)"},
-    {"gather_copy", shm_gather_copy, METH_VARARGS,
-     "gather_copy(dst, offset, sources) -> bytes copied; runs without the GIL"},
+    FAST(load64, "load64(buf, offset) -> int (acquire)"),
+    FAST(store64, "store64(buf, offset, value) (release)"),
+    FAST(cas64, "cas64(buf, offset, expected, desired) -> bool (seq_cst)"),
+    FAST(fetch_add64, "fetch_add64(buf, offset, delta) -> old value (seq_cst, wraps mod 2**64)"),
+    FAST(ring_put, "ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> bool: "
+                   "claim the next producer cell, copy body (zero-padded), publish it; "
+                   "False if that cell is still being read"),
+    FAST(ring_take, "ring_take(buf, pos_off, cells_off, mask, cell_size) -> bytes | None: "
+                    "claim the next consumer cell, copy its body out, hand it back; "
+                    "None if that cell is still being written"),
+    FAST(ring_wait, "ring_wait(buf, pos_off, cells_off, mask, cell_size, lag, spin_ns) -> bool: "
+                    "spin without the GIL until the next cell looks ready"),
+    FAST(gather_copy, "gather_copy(dst, offset, sources) -> bytes copied; "
+                      "copies of 64 KiB or more run without the GIL"),
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "litserve.ipc._shm",
-    "Atomics and GIL-free copies on shared-memory buffers.", -1, methods,
+    "Atomics, ring steps and GIL-free copies on shared-memory buffers.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
 PyInit__shm(void)
 {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "WORD_SIZE", 8) < 0) {
+    if (m != NULL && (PyModule_AddIntConstant(m, "WORD_SIZE", 8) < 0
+                      || PyModule_AddIntConstant(m, "NOGIL_COPY_BYTES", NOGIL_COPY_BYTES) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
