@@ -1,0 +1,252 @@
+"""The byte layouts written down in ring.py / slots.py / arena.py, checked from both
+sides: what the C atomics write, ``struct`` reads, and the other way round."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from litserve.ipc import Arena, Ring, Segment, SlotTable, _shm
+from litserve.ipc import arena as arena_mod
+from litserve.ipc import ring as ring_mod
+from litserve.ipc import slots as slots_mod
+
+U64 = struct.Struct("<Q")
+EDGES = [0, 1, 0xFF, 0x0102030405060708, 2**63, 2**64 - 1]
+
+
+@pytest.fixture
+def seg(name):
+    s = Segment(name("words"), 4096, create=True)
+    yield s
+    s.close()
+    s.unlink()
+
+
+# -- the atomics ------------------------------------------------------------------
+@pytest.mark.parametrize("value", EDGES)
+def test_store64_is_read_by_struct_little_endian(seg, value):
+    _shm.store64(seg.buf, 64, value)
+    assert U64.unpack_from(seg.buf, 64)[0] == value
+    assert bytes(seg.buf[64:72]) == value.to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("value", EDGES)
+def test_struct_write_is_read_by_load64(seg, value):
+    U64.pack_into(seg.buf, 4088, value)  # the last word of the segment
+    assert _shm.load64(seg.buf, 4088) == value
+
+
+def test_cas64_swaps_only_on_match(seg):
+    U64.pack_into(seg.buf, 8, 5)
+    assert _shm.cas64(seg.buf, 8, 4, 9) is False
+    assert U64.unpack_from(seg.buf, 8)[0] == 5
+    assert _shm.cas64(seg.buf, 8, 5, 2**64 - 1) is True
+    assert U64.unpack_from(seg.buf, 8)[0] == 2**64 - 1
+
+
+def test_fetch_add64_returns_old_value_and_wraps(seg):
+    U64.pack_into(seg.buf, 16, 2**64 - 2)
+    assert _shm.fetch_add64(seg.buf, 16, 3) == 2**64 - 2
+    assert U64.unpack_from(seg.buf, 16)[0] == 1
+    assert _shm.fetch_add64(seg.buf, 16, -2) == 1
+    assert _shm.load64(seg.buf, 16) == 2**64 - 1
+
+
+@pytest.mark.parametrize("offset", [-8, 4096, 4089, 2**40])
+def test_out_of_bounds_offset_is_named(seg, offset):
+    for call in (
+        lambda: _shm.load64(seg.buf, offset),
+        lambda: _shm.store64(seg.buf, offset, 1),
+        lambda: _shm.cas64(seg.buf, offset, 0, 1),
+        lambda: _shm.fetch_add64(seg.buf, offset, 1),
+    ):
+        with pytest.raises(ValueError, match=f"offset {offset} is outside the buffer of 4096"):
+            call()
+
+
+@pytest.mark.parametrize("offset", [1, 4, 12, 4087])
+def test_misaligned_offset_is_named(seg, offset):
+    with pytest.raises(ValueError, match=f"offset {offset} is not 8-byte aligned"):
+        _shm.load64(seg.buf, offset)
+    with pytest.raises(ValueError, match=f"offset {offset} is not 8-byte aligned"):
+        _shm.store64(seg.buf, offset, 1)
+
+
+@pytest.mark.parametrize("value", [-1, 2**64, 2**70])
+def test_words_outside_u64_are_rejected_not_truncated(seg, value):
+    _shm.store64(seg.buf, 0, 7)
+    with pytest.raises(OverflowError, match=rf"value={value} is outside \[0, 2\*\*64\)"):
+        _shm.store64(seg.buf, 0, value)
+    with pytest.raises(OverflowError, match="desired"):
+        _shm.cas64(seg.buf, 0, 7, value)
+    assert _shm.load64(seg.buf, 0) == 7
+
+
+def test_wrong_argument_types_are_named(seg):
+    with pytest.raises(TypeError, match="offset must be an int, not float"):
+        _shm.load64(seg.buf, 8.0)
+    with pytest.raises(TypeError, match="value must be an int, not str"):
+        _shm.store64(seg.buf, 8, "1")
+    with pytest.raises(TypeError, match=r"load64\(\) takes 2 arguments \(1 given\)"):
+        _shm.load64(seg.buf)
+
+
+def test_store_into_read_only_buffer_is_refused():
+    with pytest.raises(BufferError):
+        _shm.store64(bytes(16), 0, 1)
+    assert _shm.load64(bytes(range(8)) + bytes(8), 0) == 0x0706050403020100
+
+
+# -- gather_copy ------------------------------------------------------------------
+def test_gather_copy_concatenates_sources(seg):
+    parts = [b"ab", bytearray(b"cde"), memoryview(b"")]
+    assert _shm.gather_copy(seg.buf, 100, parts) == 5
+    assert bytes(seg.buf[100:105]) == b"abcde"
+
+
+def test_gather_copy_large_runs_and_checks_bounds(seg):
+    big = bytes(range(256)) * 16  # 4096 bytes: the whole segment
+    assert _shm.gather_copy(seg.buf, 0, [big]) == 4096
+    assert bytes(seg.buf) == big
+    with pytest.raises(ValueError, match="gather of 4096 bytes at offset 1 does not fit"):
+        _shm.gather_copy(seg.buf, 1, [big])
+    with pytest.raises(ValueError, match="at offset -1"):
+        _shm.gather_copy(seg.buf, -1, [b""])
+
+
+# -- ring.py ------------------------------------------------------------------------
+def test_ring_header_layout(name):
+    ring = Ring(name("ring"), 8, 32, create=True)
+    try:
+        magic, capacity, cell_size = struct.unpack_from("<QQQ", ring._buf, 0)
+        assert magic.to_bytes(8, "big") == b"lsv_ring" and magic == ring_mod.MAGIC
+        assert (capacity, cell_size) == (8, 32)
+        assert ring._seg.size == 192 + 8 * 32 == ring_mod.segment_size(8, 32)
+        cells = [U64.unpack_from(ring._buf, 192 + i * 32)[0] for i in range(8)]
+        assert cells == list(range(8))  # sequence == position: free for its producer
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+def test_ring_positions_and_cell_states_follow_the_doc(name):
+    ring = Ring(name("ring"), 4, 24, create=True)
+    try:
+        for i in range(6):  # wrap around once
+            ring.put(bytes([i + 1]) * 3)
+            cell = 192 + (i % 4) * 24
+            assert U64.unpack_from(ring._buf, 64)[0] == i + 1  # enqueue_pos
+            assert U64.unpack_from(ring._buf, cell)[0] == i + 1  # holds the item of pos i
+            assert bytes(ring._buf[cell + 8 : cell + 24]) == bytes([i + 1]) * 3 + bytes(13)
+            assert ring.get(0) == bytes([i + 1]) * 3 + bytes(13)
+            assert U64.unpack_from(ring._buf, 128)[0] == i + 1  # dequeue_pos
+            assert U64.unpack_from(ring._buf, cell)[0] == i + 4  # free for pos i + capacity
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+def test_ring_reads_a_cell_written_by_struct(name):
+    ring = Ring(name("ring"), 2, 16, create=True)
+    try:  # play the producer by hand, exactly as the doc says
+        U64.pack_into(ring._buf, 192 + 8, 0xABCD)
+        U64.pack_into(ring._buf, 64, 1)
+        U64.pack_into(ring._buf, 192, 1)
+        ring.items.release()
+        ring.space.acquire(0)
+        assert ring.get(0) == U64.pack(0xABCD)
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+def test_ring_steps_refuse_a_layout_that_does_not_fit(seg):
+    with pytest.raises(ValueError, match="do not fit the buffer of 4096 bytes"):
+        _shm.ring_take(seg.buf, 64, 192, 255, 16)
+    with pytest.raises(ValueError, match="mask=6 is not a power of two minus one"):
+        _shm.ring_take(seg.buf, 64, 192, 6, 16)
+    with pytest.raises(ValueError, match="cell_size=12"):
+        _shm.ring_put(seg.buf, 64, 192, 3, 12, b"")
+    with pytest.raises(ValueError, match="offset 4096 is outside"):
+        _shm.ring_put(seg.buf, 4096, 192, 3, 16, b"")
+    with pytest.raises(ValueError, match="record of 9 bytes exceeds the cell body of 8"):
+        _shm.ring_put(seg.buf, 64, 192, 3, 16, b"123456789")
+
+
+def test_ring_wait_reports_ready_or_time_up(seg):
+    for i in range(4):
+        U64.pack_into(seg.buf, 192 + 16 * i, i)
+    assert _shm.ring_wait(seg.buf, 64, 192, 3, 16, 0, 0) is True  # producer may go
+    assert _shm.ring_wait(seg.buf, 128, 192, 3, 16, 1, 2_000_000) is False  # nothing yet
+    assert _shm.ring_put(seg.buf, 64, 192, 3, 16, b"x") is True
+    assert _shm.ring_wait(seg.buf, 128, 192, 3, 16, 1, 0) is True
+    assert _shm.ring_take(seg.buf, 128, 192, 3, 16) == b"x" + bytes(7)
+    assert _shm.ring_take(seg.buf, 128, 192, 3, 16) is None  # empty: not claimable
+
+
+# -- slots.py -----------------------------------------------------------------------
+def test_slot_table_header_and_word_layout(name):
+    table = SlotTable(name("slots"), 3, create=True)
+    try:
+        buf = table._buf
+        assert struct.unpack_from("<QQ", buf, 0) == (slots_mod.MAGIC, 3)
+        assert slots_mod.MAGIC.to_bytes(8, "big") == b"lsv_slot"
+        assert table._seg.size == 64 + 3 * 8
+        slot, seq = table.acquire()
+        table.post(slot, seq)
+        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 16) | 1
+        assert table.claim(slot, seq, worker=5)
+        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 16) | (6 << 4) | 2
+        table.release(slot)
+        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == 0
+        slot, seq = table.acquire()
+        table.post(slot, seq)
+        assert table.cancel(slot, seq)
+        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 16) | 3
+        table.release(slot)
+    finally:
+        table.close()
+        table.unlink()
+
+
+def test_slot_word_written_by_struct_is_read_by_the_table(name):
+    table = SlotTable(name("slots"), 2, create=True)
+    try:
+        U64.pack_into(table._buf, 64 + 8, (77 << 16) | (4095 << 4) | 2)
+        assert table.state(1) == (77, slots_mod.MAX_WORKERS, slots_mod.CLAIMED)
+        assert table.claimed_by(slots_mod.MAX_WORKERS) == [(1, 77)]
+        U64.pack_into(table._buf, 64 + 8, (78 << 16) | 1)
+        assert table.claim(1, 78, worker=0)
+        assert slots_mod.unpack(U64.unpack_from(table._buf, 72)[0]) == (78, 0, slots_mod.CLAIMED)
+    finally:
+        table.close()
+        table.unlink()
+
+
+def test_slot_word_helpers_round_trip():
+    for seq in (0, 1, 2**47, 2**48 - 1):
+        for worker in (0, 1, slots_mod.MAX_WORKERS):
+            value = slots_mod.word(seq, slots_mod.CLAIMED, worker)
+            assert value < 2**64
+            assert slots_mod.unpack(value) == (seq, worker, slots_mod.CLAIMED)
+        for state in (slots_mod.FREE, slots_mod.POSTED, slots_mod.CANCELLED):
+            assert slots_mod.unpack(slots_mod.word(seq, state)) == (seq, -1, state)
+
+
+# -- arena.py -----------------------------------------------------------------------
+def test_arena_blocks_are_64_byte_aligned_and_rounded(name):
+    arena = Arena(name("arena"), 1000, create=True)
+    try:
+        assert arena.size == 1024 == arena_mod.block_size(1000)
+        offsets = [arena.alloc(n) for n in (0, 1, 64, 65)]
+        assert offsets == [0, 64, 128, 192]
+        assert arena.free_bytes == 1024 - 64 * 5
+        assert arena_mod.block_size(0) == 64 and arena_mod.block_size(129) == 192
+        for off in offsets:
+            arena.free(off)
+        assert arena.free_bytes == 1024
+    finally:
+        arena.close()
+        arena.unlink()
