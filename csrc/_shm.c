@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <signal.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
@@ -35,6 +36,10 @@
 /* Copies at least this large run without the GIL (smaller ones are cheaper than
  * the GIL hand-off). */
 #define NOGIL_COPY_BYTES (64 * 1024)
+
+/* ring_wait busy-spins this many times (about a microsecond), then yields the CPU
+ * between looks until its time is up. */
+#define SPIN_PAUSES 64
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -328,7 +333,8 @@ now_ns(void)
 
 /* ring_wait(buf, pos_off, cells_off, mask, cell_size, lag, spin_ns) -> bool
  * Spin without the GIL for at most spin_ns until the cell at the current position
- * has sequence pos + lag (lag 0: a producer could claim it, 1: a consumer could).
+ * has sequence pos + lag (lag 0: a producer could claim it, 1: a consumer could);
+ * after SPIN_PAUSES looks it calls sched_yield() between looks.
  * True when it looks ready (the caller then tries its semaphore), False on time. */
 static PyObject *
 shm_ring_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -340,7 +346,7 @@ shm_ring_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int ready = 0;
     Py_BEGIN_ALLOW_THREADS
     uint64_t end = now_ns() + spin_ns;
-    for (unsigned i = 1;; i++) {
+    for (unsigned i = 0;; i++) {
         uint64_t pos = __atomic_load_n(r.pos, __ATOMIC_ACQUIRE);
         int64_t dif = (int64_t)(__atomic_load_n(ring_cell(&r, pos), __ATOMIC_ACQUIRE)
                                 - (pos + lag));
@@ -348,9 +354,14 @@ shm_ring_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             ready = 1;
             break;
         }
-        CPU_RELAX();
-        if (i % 32 == 0 && now_ns() >= end)
+        if (i < SPIN_PAUSES) {
+            CPU_RELAX();
+            continue;
+        }
+        if (now_ns() >= end)
             break;
+        /* On a busy machine the process we wait for may need this CPU. */
+        sched_yield();
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&r.view);
