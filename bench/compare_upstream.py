@@ -297,11 +297,23 @@ def run_wrk(port: int, script: Path, connections: int, seconds: float, args) -> 
         str(script),
         f"http://127.0.0.1:{port}/predict",
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    for line in out.stdout.splitlines():
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    text = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)  # rusage: wrk's own CPU time
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for line in text.splitlines():
         if line.startswith("WRK_JSON "):
-            return json.loads(line[len("WRK_JSON ") :])
-    raise RuntimeError(f"wrk printed no summary (rc {out.returncode}): {out.stderr or out.stdout}")
+            stats = json.loads(line[len("WRK_JSON ") :])
+            stats["cpu_s"] = usage.ru_utime + usage.ru_stime
+            return stats
+    raise RuntimeError(f"wrk printed no summary (rc {proc.returncode}): {text.strip()}")
+
+
+def box_busy_seconds() -> float:
+    """CPU-seconds the whole box spent busy since boot (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- batches and profiles
@@ -405,7 +417,10 @@ class Result:
     p99_ms: float = 0.0
     errors: int = 0
     mean_batch: float | None = None
-    cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)  # % of a core, by process
+    wrk_cpu: float = 0.0  # % of a core
+    other_cpu: float = 0.0  # % of a core used on the box by neither the server nor wrk
+    runs: list[float] = dataclasses.field(default_factory=list)  # req/s of every repeat
 
 
 def measure(impl: str, scenario: str, args: argparse.Namespace) -> Result:
@@ -414,7 +429,6 @@ def measure(impl: str, scenario: str, args: argparse.Namespace) -> Result:
     connections = args.connections or spec.connections
     script = write_wrk_script(f"{impl}-{scenario}", request)
     batch_log(impl, scenario).unlink(missing_ok=True)
-    shm_before = set(os.listdir("/dev/shm"))
     server = start_server(impl, scenario, args)
     try:
         wait_healthy(server, args.start_timeout)
@@ -439,16 +453,20 @@ def measure(impl: str, scenario: str, args: argparse.Namespace) -> Result:
         )
         return Result(impl, scenario, ok=False, note=str(err).splitlines()[0][:100])
     finally:
-        print(f"  {impl:8s} {scenario}: {stop_server(server)}{leftover_shm(shm_before)}")
+        mapped = shm_names(server.proc.pid)
+        print(f"  {impl:8s} {scenario}: {stop_server(server)}{leftover_shm(mapped)}")
 
 
 def load(server, impl, scenario, request, script, connections, args) -> Result:
     log = batch_log(impl, scenario)
     skip = log.stat().st_size if log.exists() else 0
-    cpu_before = cpu_seconds(server.proc.pid)
+    cpu_before, box_before = cpu_seconds(server.proc.pid), box_busy_seconds()
     stats = run_wrk(server.port, script, connections, args.duration, args)
-    cpu_after = cpu_seconds(server.proc.pid)
+    cpu_after, box_after = cpu_seconds(server.proc.pid), box_busy_seconds()
     seconds = stats["duration_us"] / 1e6
+    cpu = cpu_share(cpu_before, cpu_after, seconds)
+    wrk_cpu = 100 * stats["cpu_s"] / seconds
+    other = 100 * (box_after - box_before) / seconds - sum(cpu.values()) - wrk_cpu
     errors = sum(stats[k] for k in ("connect", "read", "write", "status", "timeout"))
     good = stats["requests"] - stats["status"]
     sizes = batch_sizes(log, skip)
@@ -462,7 +480,9 @@ def load(server, impl, scenario, request, script, connections, args) -> Result:
         p99_ms=stats["p99_us"] / 1e3,
         errors=errors,
         mean_batch=sum(sizes) / len(sizes) if sizes else None,
-        cpu=cpu_share(cpu_before, cpu_after, seconds),
+        cpu=cpu,
+        wrk_cpu=wrk_cpu,
+        other_cpu=max(0.0, other),
     )
     if errors:
         result.note = "wrk errors: " + ", ".join(
@@ -471,10 +491,25 @@ def load(server, impl, scenario, request, script, connections, args) -> Result:
     return result
 
 
-def leftover_shm(before: set[str]) -> str:
-    left = sorted(set(os.listdir("/dev/shm")) - before)
+def shm_names(pgid: int) -> set[str]:
+    """/dev/shm names that the server's processes have mapped and not yet unlinked."""
+    names = set()
+    for pid in group_pids(pgid):
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            path = line.split(None, 5)[-1]
+            if path.startswith("/dev/shm/") and not path.endswith("(deleted)"):
+                names.add(path[len("/dev/shm/") :])
+    return names
+
+
+def leftover_shm(mapped: set[str]) -> str:
+    left = sorted(name for name in mapped if os.path.exists(f"/dev/shm/{name}"))
     return (
-        f"; left in /dev/shm: {' '.join(left[:8])}{' ...' if len(left) > 8 else ''}" if left else ""
+        f"; left in /dev/shm: {' '.join(left[:6])}{' ...' if len(left) > 6 else ''}" if left else ""
     )
 
 
@@ -490,37 +525,63 @@ def cpu_share(before: dict, after: dict, seconds: float) -> dict[str, float]:
 # ---------------------------------------------------------------- report
 
 
-def print_table(results: list[Result]) -> None:
-    head = (
-        f"{'scenario':9s} {'impl':14s} {'req/s':>9s} {'MB/s':>9s} {'batch':>6s} "
-        f"{'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'srv CPU':>8s}"
+def median_runs(results: list[Result]) -> list[Result]:
+    """One row per (scenario, impl): the run with the median req/s, listing every run's req/s."""
+    rows = []
+    for key in dict.fromkeys((r.scenario, r.impl) for r in results):
+        runs = [r for r in results if (r.scenario, r.impl) == key]
+        good = sorted((r for r in runs if r.ok), key=lambda r: r.rps)
+        row = good[(len(good) - 1) // 2] if good else runs[-1]
+        row.runs = [r.rps for r in runs if r.ok]
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[Result]) -> list[str]:
+    """A Markdown table: one row per implementation and a ratio row per scenario."""
+    out = [
+        "| scenario | impl | req/s | MB/s | mean batch | p50 ms | p99 ms | errors "
+        "| server CPU | wrk CPU | other CPU |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for scenario in dict.fromkeys(r.scenario for r in rows):
+        by_impl = {r.impl: r for r in rows if r.scenario == scenario}
+        out += [_row(r) for r in by_impl.values()]
+        up, ours = by_impl.get("upstream"), by_impl.get("ours")
+        if up and ours and up.ok and ours.ok and up.rps and ours.rps:
+            out.append(
+                f"| {scenario} | **ours/upstream** | **{ours.rps / up.rps:.2f}x** "
+                f"| **{ours.mbps / up.mbps:.2f}x** | | "
+                f"{ours.p50_ms / up.p50_ms:.2f}x | {ours.p99_ms / up.p99_ms:.2f}x | | | | |"
+            )
+    return out
+
+
+def _row(r: Result) -> str:
+    if not r.ok:
+        return f"| {r.scenario} | {r.impl} | did not run: {r.note} | | | | | | | | |"
+    batch = f"{r.mean_batch:.1f}" if r.mean_batch is not None else "-"
+    runs = f" ({', '.join(f'{x:,.0f}' for x in r.runs)})" if len(r.runs) > 1 else ""
+    mbps = f"{r.mbps:,.1f}" if r.mbps < 100 else f"{r.mbps:,.0f}"
+    return (
+        f"| {r.scenario} | {r.impl} | {r.rps:,.0f}{runs} | {mbps} | {batch} | {r.p50_ms:.1f} "
+        f"| {r.p99_ms:.1f} | {r.errors} | {sum(r.cpu.values()):.0f}% | {r.wrk_cpu:.0f}% "
+        f"| {r.other_cpu:.0f}% |"
     )
-    print("\n" + head + "\n" + "-" * len(head))
-    for scenario in dict.fromkeys(r.scenario for r in results):
-        rows = {r.impl: r for r in results if r.scenario == scenario}
-        for r in rows.values():
-            if not r.ok:
-                print(f"{scenario:9s} {r.impl:14s} did not run: {r.note}")
-                continue
-            batch = f"{r.mean_batch:6.1f}" if r.mean_batch is not None else f"{'-':>6s}"
-            print(
-                f"{scenario:9s} {r.impl:14s} {r.rps:9,.0f} {r.mbps:9,.1f} {batch} "
-                f"{r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:7d} {sum(r.cpu.values()):7.0f}%"
-                + (f"  ({r.note})" if r.note else "")
-            )
-        up, ours = rows.get("upstream"), rows.get("ours")
-        if up and ours and up.ok and ours.ok and up.rps:
-            print(
-                f"{scenario:9s} {'ours/upstream':14s} {ours.rps / up.rps:8.2f}x "
-                f"{ours.mbps / up.mbps if up.mbps else 0:8.2f}x"
-            )
-    print("\nserver CPU by process (% of one core):")
-    for r in results:
+
+
+def print_report(rows: list[Result]) -> None:
+    print("\n" + "\n".join(table(rows)))
+    print("\nserver CPU by process (% of one core); other = the rest of the box's busy CPU:")
+    for r in rows:
         if r.ok:
             parts = ", ".join(
                 f"{k} {v:.0f}%" for k, v in sorted(r.cpu.items(), key=lambda i: -i[1])
             )
             print(f"  {r.scenario:8s} {r.impl:9s} {parts}")
+    noisy = [f"{r.scenario}/{r.impl}" for r in rows if r.ok and r.other_cpu > 20]
+    if noisy:
+        print(f"\nNOTE: other processes used > 20% of a core during {', '.join(noisy)}: noisy")
 
 
 # ---------------------------------------------------------------- main
@@ -535,6 +596,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--only", choices=sorted(IMPLS), help="run one implementation only")
     p.add_argument("--duration", type=float, default=15.0, help="seconds of load per run")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs per implementation; the median is reported"
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
     p.add_argument(
         "--connections",
@@ -602,13 +666,15 @@ def main(argv: list[str] | None = None) -> int:
     impls = [args.only] if args.only else ["upstream", "ours"]
     for impl in impls:
         print(f"{impl:8s} {IMPLS[impl]}: litserve {describe(impl)}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     results = []
     for scenario in args.scenarios.split(","):
-        for impl in impls:
-            results.append(measure(impl, scenario, args))
-    print_table(results)
+        for _ in range(args.repeat):  # alternate implementations so drift hits both alike
+            results += [measure(impl, scenario, args) for impl in impls]
+    rows = median_runs(results)
+    print_report(rows)
     if args.json:
-        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     return 0 if all(r.ok for r in results) else 1
 
 
