@@ -29,8 +29,14 @@ watching the next cell (``_shm.ring_wait``), because waking a process blocked on
 semaphore costs tens of microseconds; then it blocks on the semaphore.
 
 A short record is zero-padded to the cell body, so a reader never sees an older
-record's bytes.  Limitation (of the algorithm): a process killed between claiming a
-cell and publishing it wedges the ring at that cell; the server treats it as dead.
+record's bytes.
+
+Limitations (a process killed inside ``put`` / ``get``, a window of microseconds):
+killed between claiming a cell and publishing it, a producer wedges the ring at that
+cell (consumers wait for it, bounded by their timeout); a consumer killed between
+taking its ``items`` unit and claiming the cell leaves one record uncounted, so it
+is handed out only when the next record arrives.  The server treats such a ring as
+broken when a process dies with it and recreates it.
 """
 
 from __future__ import annotations
