@@ -35,8 +35,8 @@ Limitations (a process killed inside ``put`` / ``get``, a window of microseconds
 killed between claiming a cell and publishing it, a producer wedges the ring at that
 cell (consumers wait for it, bounded by their timeout); a consumer killed between
 taking its ``items`` unit and claiming the cell leaves one record uncounted, so it
-is handed out only when the next record arrives.  The server treats such a ring as
-broken when a process dies with it and recreates it.
+is handed out only when the next record arrives.  Recovering from that (e.g. making
+new rings when a worker dies) is up to whoever supervises the processes.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class Ring:
     def put(self, body: bytes, timeout: timeouts.Timeout = None) -> None:
         """Append one record (zero-padded to the cell body); wait for a free cell as
         the timeout rule says, then raise ``RingFull``."""
-        size = len(body) if isinstance(body, bytes | bytearray) else memoryview(body).nbytes
+        size = len(body) if type(body) is bytes else memoryview(body).nbytes
         if size > self.body_size:
             raise ValueError(
                 f"ring {self.name!r}: record of {size} bytes exceeds the "
