@@ -85,7 +85,11 @@ def wire_array(x: Any) -> np.ndarray:
 
     from litserve import wire
 
-    arr = wire.as_array(x)
+    try:
+        arr = wire.as_array(x)
+    except TypeError as exc:  # e.g. torch.bfloat16, which NumPy lacks
+        raise TypeError(f"cannot send a tensor of dtype {getattr(x, 'dtype', '?')} in the "
+                        f"binary format ({exc}); convert it first, e.g. t.float()") from exc
     if arr is None:
         raise TypeError(f"expected a NumPy array or torch tensor, got {type(x).__name__}")
     if arr.dtype.kind not in wire.ACCEPTED_KINDS or arr.dtype.fields is not None:
@@ -99,7 +103,7 @@ def wire_array(x: Any) -> np.ndarray:
 
 
 def _raw(arr: np.ndarray) -> memoryview:
-    return memoryview(arr.reshape(-1).view("u1"))
+    return memoryview(arr.reshape(-1).view("u1"))  # type: ignore[arg-type]
 
 
 def _encode_array(x: Any, tensor_format: str) -> Body:

@@ -62,10 +62,10 @@ def request_head(method: str, target: str, host: str, headers: list[tuple[str, s
     """The bytes of a request line and headers, ending with the blank line."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines += [f"{k}: {v}" for k, v in headers]
-    text = "\r\n".join(lines) + "\r\n\r\n"
-    if "\n" in text[:-4].replace("\r\n", ""):
-        raise ValueError("header names and values must not contain line breaks")
-    return text.encode("latin-1")
+    if any("\r" in line or "\n" in line for line in lines):
+        raise ValueError("the request line, header names and values must not contain "
+                         f"line breaks: {[ln for ln in lines if chr(10) in ln or chr(13) in ln]}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def parse_head(raw: bytes | bytearray, no_body: bool = False) -> Head:
@@ -198,7 +198,8 @@ class Parser:
             self._state = _FINISH
         return head
 
-    def _need(self, what: str) -> None:
+    def _need(self, what: str) -> Event:
+        """None (more bytes needed), or ConnectError when no more bytes will come."""
         if self._eof:
             raise ConnectError(f"the server closed the connection before {what} was complete")
         return None
@@ -225,7 +226,8 @@ class Parser:
         if end < 0:
             if self.buffered > MAX_HEAD:
                 raise ProtocolError(f"{what} longer than {MAX_HEAD} bytes")
-            return self._need(what)
+            self._need(what)
+            return None
         line = bytes(self._buf[self._pos : end])
         self._pos = end + 2
         return line

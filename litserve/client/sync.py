@@ -141,6 +141,10 @@ class Client(BaseClient):
         self._idle: list[_Conn] = []
         self._lock = threading.Lock()
 
+    def __del__(self) -> None:
+        for conn in getattr(self, "_idle", ()):  # pooled sockets go with the client
+            conn.close()
+
     def __enter__(self) -> Client:
         return self
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from litserve.cli.bench.payloads import Payload
 from litserve.cli.bench.stats import Stats
-from litserve.client._http1 import END, Head, Parser
+from litserve.client._http1 import END, Data, Head, Parser
 from litserve.client.errors import ClientError
 
 now_ns = time.monotonic_ns
@@ -170,7 +170,7 @@ class Conn(asyncio.Protocol):
                     return self.e.complete(self, self.status, b"".join(self.parts or ()))
                 if isinstance(ev, Head):
                     self._head(ev)
-                else:
+                elif isinstance(ev, Data):
                     self._chunk(ev.data, ev.chunk_end)
         except ClientError as exc:
             self.e.fail(self, "protocol", str(exc))
@@ -213,6 +213,7 @@ class Engine:
         self.check = cfg.payload.expect
         self.req = cfg.payload.head + cfg.payload.body if len(
             cfg.payload.body) < SPLIT_BODY else None
+        self.size = cfg.payload.size
         self.stats = Stats()
         self.conns: list[Conn] = []
         self.idle: list[Conn] = []
@@ -341,7 +342,7 @@ class Engine:
             st.requests += 1
             st.statuses[status] += 1
             st.latency.add((now - conn.t0) // 1000)
-            st.bytes_out += self.payload.size
+            st.bytes_out += self.size
             st.bytes_in += conn.rx
             st.last_ns = now
             if status < 400:
@@ -352,7 +353,8 @@ class Engine:
             conn.t.close()  # connection_lost reconnects
         else:
             self._next(conn)
-        self._maybe_finish()
+        if not self.issuing:
+            self._maybe_finish()
 
     def _judge(self, conn: Conn, body: bytes) -> None:
         if self.check is None:

@@ -19,12 +19,10 @@ from litserve.client._stream import StreamDecoder, parse_item
 
 PAYLOADS: Final = {
     "json": "a JSON body (--data / --data-file; default {\"input\": 4.0})",
-    "tensor": "a binary tensor (--tensor 1080x1920x3:float32, or FILE.npy)",
+    "tensor": "binary tensors (--tensor 1080x1920x3:float32, FILE.npy, or NAME=SPEC)",
     "openai": "a streamed OpenAI chat completion (--openai, --prompt)",
-    "stream": "any streaming route (--stream); counts chunks, time to first chunk",
 }
 DEFAULT_PATHS: Final = {"openai": "/v1/chat/completions"}
-STREAM_KIND: Final = {"openai": "sse", "stream": "chunks"}
 MAX_BODY: Final = 2 << 30
 
 
@@ -44,14 +42,14 @@ class Payload:
 class Expect:
     """Checks one answer; ``check`` returns None when right, else what was wrong."""
 
-    def __init__(self, spec: str, payload_body: bytes, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, spec: str, payload_body: bytes, stream: str | None) -> None:
+        self.stream = stream
         self.echo = spec == "echo"
         self.want = payload_body if self.echo else _load_expected(spec)
         self._last_ok: bytes | None = None
 
     def check(self, ctype: str, headers: dict[str, str], body: bytes) -> str | None:
-        if self.echo and not STREAM_KIND.get(self.kind):
+        if self.echo and not self.stream:
             return None if body == self.want else _differ(body, self.want)
         if body == self._last_ok:
             return None
@@ -62,10 +60,10 @@ class Expect:
         return None
 
     def _value(self, ctype: str, headers: dict[str, str], body: bytes) -> Any:
-        if self.kind in STREAM_KIND:
+        if self.stream:
             dec = StreamDecoder(ctype, chunked=False)
             items = dec.feed(body, True) + dec.finish()
-            if self.kind == "openai":
+            if self.stream == "sse":
                 return "".join(_delta_text(i) for i in items)
             return items
         try:
@@ -151,10 +149,13 @@ def build(kind: str, endpoint: Endpoint, *, data: bytes | None = None,
           tensors: dict[str, Any] | None = None, tensor_format: str = "octet",
           prompt: str = "Hello", model: str = "litserve", max_tokens: int | None = None,
           headers: list[tuple[str, str]] | None = None, accept: str | None = None,
-          expect: str | None = None) -> Payload:
-    """Pre-encode the request of a bench run."""
+          expect: str | None = None, stream: bool = False) -> Payload:
+    """Pre-encode the request of a bench run.  ``stream``: the answers are streams
+    whose HTTP chunks are counted (always true for ``openai``, whose SSE events are)."""
+    mode = "sse" if kind == "openai" else "chunks" if stream else None
     if kind == "tensor":
-        assert tensors
+        if not tensors:
+            raise ValueError("a tensor payload needs at least one --tensor")
         x = tensors[""] if list(tensors) == [""] else tensors
         body = _body.encode(x, tensor_format)
         default_accept = _body.ACCEPT_BINARY
@@ -167,7 +168,9 @@ def build(kind: str, endpoint: Endpoint, *, data: bytes | None = None,
         default_accept = "text/event-stream"
     else:
         body = _body.Body(_body.JSON, [data if data is not None else b'{"input": 4.0}'])
-        default_accept = "application/x-ndjson, */*" if kind == "stream" else _body.JSON
+        default_accept = _body.JSON
+    if mode == "chunks":
+        default_accept = "application/x-ndjson, text/event-stream, */*;q=0.5"
     raw = b"".join(bytes(p) for p in body.pieces)
     if len(raw) > MAX_BODY:
         raise ValueError(f"the request body is {len(raw)} bytes; the bench sends at most "
@@ -176,5 +179,5 @@ def build(kind: str, endpoint: Endpoint, *, data: bytes | None = None,
                    ("Content-Type", body.content_type), ("Content-Length", str(len(raw))),
                    *body.headers, ("Accept", accept or default_accept), *(headers or [])]
     head = request_head("POST", endpoint.path, endpoint.host_header, all_headers)
-    check = Expect(expect, raw, kind) if expect is not None else None
-    return Payload(kind, head, raw, STREAM_KIND.get(kind), check)
+    check = Expect(expect, raw, mode) if expect is not None else None
+    return Payload(kind, head, raw, mode, check)

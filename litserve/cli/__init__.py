@@ -1,0 +1,1 @@
+"""The ``litserve`` command line (``litserve.cli.main:main``)."""

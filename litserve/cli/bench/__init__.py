@@ -1,0 +1,1 @@
+"""``litserve bench``: an efficient HTTP load generator with latency percentiles."""
