@@ -3,5 +3,18 @@
 from __future__ import annotations
 
 from .base import Endpoint, Forward, Immediate, LitSpec
+from .openai import ChatCompletionRequest, ChatMessage, OpenAISpec
+from .openai_embedding import EmbeddingRequest, EmbeddingResponse, OpenAIEmbeddingSpec
 
-__all__ = ["Endpoint", "Forward", "Immediate", "LitSpec"]
+__all__ = [
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "Endpoint",
+    "Forward",
+    "Immediate",
+    "LitSpec",
+    "OpenAIEmbeddingSpec",
+    "OpenAISpec",
+]

@@ -3,13 +3,15 @@
 A spec gives a LitAPI extra endpoints with their own request and response shapes.
 Its methods run in two places:
 
-* in the HTTP **front** (``endpoints``, ``front``, ``error_body``): parse and validate
+* in the HTTP **front** (``bind``, ``endpoints``, ``front``, ``error_body``): parse and validate
   the HTTP request, decide whether it streams, fill the ``context`` dict, or answer
   right away (``/v1/models``, a 400).  The front never loads the model.
 * in the **worker** (``parse`` ... ``finish``): turn the forwarded payload into the
   object ``decode_request`` receives, provide default ``decode_request`` /
   ``encode_response`` hooks, and frame each encoded output for the wire (SSE chunks,
-  or one JSON body accumulated over all outputs).
+  or one JSON body accumulated over all outputs).  A spec may also define
+  ``batch(inputs)`` / ``unbatch(output)``: they replace the LitAPI's defaults when the
+  LitAPI overrides neither (the embeddings spec flattens the inputs of all requests).
 
 Everything a spec receives and returns is plain bytes / dicts / its own models, so a
 spec is testable without a server.
@@ -49,6 +51,9 @@ class LitSpec:
     """Base class of specs; see the module doc for where each method runs."""
 
     # -- front ------------------------------------------------------------------------------
+    def bind(self, specs: list[LitSpec]) -> None:
+        """Called once in each front with every spec the server serves (self included)."""
+
     def endpoints(self) -> list[Endpoint]:
         return []
 
