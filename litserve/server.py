@@ -145,12 +145,21 @@ def _route(api: LitAPI, defaults: dict[str, Any]) -> RouteOptions:
 def _check_paths(routes: list[RouteOptions], health: str) -> None:
     seen: dict[str, int] = {}
     for i, r in enumerate(routes):
-        if r.api_path in seen or r.api_path == health:
-            other = f"LitAPI #{seen[r.api_path]}" if r.api_path in seen else "the health check"
-            raise ConfigError(
-                f"LitAPI #{i} and {other} both use api_path={r.api_path!r}; give each LitAPI "
-                "its own path, e.g. LitAPI(api_path='/v1/other')")
-        seen[r.api_path] = i
+        for path in _paths(r):
+            if path in seen or path == health:
+                other = f"LitAPI #{seen[path]}" if path in seen else "the health check"
+                raise ConfigError(
+                    f"LitAPI #{i} and {other} both use api_path={path!r}; give each LitAPI "
+                    "its own path, e.g. LitAPI(api_path='/v1/other'), and each spec its own "
+                    "LitAPI")
+            seen[path] = i
+
+
+def _paths(route: RouteOptions) -> list[str]:
+    """The paths a route serves: its api_path, or its spec's POST endpoints."""
+    if route.spec is None:
+        return [route.api_path]
+    return [ep.path for ep in route.spec.endpoints() if "POST" in ep.methods]
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -59,6 +59,9 @@ class Front:
         self.board = P.Board(plan.name(P.board_role()))
         self.routes: dict[str, Route] = {}
         self.spec_routes: dict[str, tuple[Route, Any]] = {}
+        served = [spec for spec in specs if spec is not None]
+        for spec in served:  # lets specs share endpoints, e.g. one /v1/models for all
+            getattr(spec, "bind", lambda specs: None)(served)
         for i, (api, spec) in enumerate(zip(apis, specs, strict=True)):
             route = Route(i, api, plan, spec)
             if spec is None:

@@ -51,6 +51,10 @@ class Api:
         self.ctx = {h: api.hook_takes_context(h) for h in hooks}
         self.own = {h: getattr(type(api), h) is not getattr(LitAPI, h) for h in hooks}
         self.default_batch = type(api).batch is LitAPI.batch
+        # a spec may bring its own batch/unbatch (embeddings flatten the inputs of all
+        # requests); used only when the LitAPI overrides neither
+        self.spec_batch = (spec is not None and hasattr(spec, "batch") and self.default_batch
+                           and type(api).unbatch is LitAPI.unbatch)
         self.buffers = BatchBuffers()
 
     def call(self, hook: str, arg: Any, context: Any) -> Any:
@@ -60,7 +64,12 @@ class Api:
         return fn(arg, context=context) if self.ctx[hook] else fn(arg)
 
     def batch(self, xs: list[Any]) -> Any:
+        if self.spec_batch:
+            return self.spec.batch(xs)
         return stack(xs, self.buffers) if self.default_batch else self.api.batch(xs)
+
+    def unbatch(self, y: Any) -> list[Any]:
+        return self.spec.unbatch(y) if self.spec_batch else self.api.unbatch(y)
 
 
 class Runner:
@@ -204,7 +213,7 @@ class Runner:
                     for job, out in zip(jobs, step, strict=False):
                         self._spec_outputs(api, job, iter([out]), True)
             else:
-                ys = api.api.unbatch(y)
+                ys = api.unbatch(y)
                 if len(ys) != len(jobs):
                     raise HookError(500, f"unbatch returned {len(ys)} outputs for a batch of "
                                          f"{len(jobs)} requests; they must match")
