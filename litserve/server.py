@@ -49,6 +49,8 @@ class LitServer:
         healthcheck_path: str = "/health",
         max_payload_size: int | None = None,
         response_buffer_size: int = 256 * MiB,
+        max_queue_size: int = 4096,
+        queue_timeout: float = 5.0,
     ) -> None:
         apis = list(api) if isinstance(api, list | tuple) else [api]
         if not apis:
@@ -68,6 +70,11 @@ class LitServer:
             else positive_int("max_payload_size", max_payload_size)
         )
         self.response_buffer_size = positive_int("response_buffer_size", response_buffer_size)
+        self.max_queue_size = positive_int("max_queue_size", max_queue_size)
+        if isinstance(queue_timeout, bool) or not isinstance(queue_timeout, int | float) \
+                or queue_timeout < 0:
+            raise ConfigError(f"queue_timeout={queue_timeout!r} is not valid; use seconds >= 0")
+        self.queue_timeout = float(queue_timeout)
 
     def plan(self, host: str = "0.0.0.0", port: int = 8000, num_api_servers: int | None = None,
              log_level: str = "info", **uvicorn_kwargs: Any) -> Plan:
@@ -94,6 +101,8 @@ class LitServer:
             healthcheck_path=self.healthcheck_path,
             request_arena_bytes=self.max_payload_size + MiB,
             response_arena_bytes=self.response_buffer_size,
+            request_ring_cells=max(2, 1 << (self.max_queue_size - 1).bit_length()),
+            queue_wait=self.queue_timeout,
             uvicorn_kwargs=uvicorn_kwargs,
         )
 
@@ -108,14 +117,14 @@ class LitServer:
         plan = self.plan(host, port, num_api_servers, log_level, **uvicorn_kwargs)
         logging.basicConfig(level=log_level.upper() if log_level != "trace" else "DEBUG",
                             format="%(levelname)s:     %(message)s")
-        if generate_client_file:
-            write_client_file(plan)
         try:
             sock = bind(host, port)
         except ConfigError as exc:
             print(f"litserve: {exc}", file=sys.stderr)
             sys.exit(1)
         plan.port = sock.getsockname()[1]
+        if generate_client_file:
+            write_client_file(plan)
         code = Supervisor(plan, sock).run()
         sock.close()
         if code:

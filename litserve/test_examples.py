@@ -1,0 +1,5 @@
+"""Alias of ``litserve.examples`` (LitServe's historical name)."""
+
+from .examples import SimpleBatchedAPI, SimpleLitAPI, SimpleStreamAPI, SimpleTorchAPI
+
+__all__ = ["SimpleBatchedAPI", "SimpleLitAPI", "SimpleStreamAPI", "SimpleTorchAPI"]

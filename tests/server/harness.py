@@ -1,0 +1,147 @@
+"""Start real servers for tests and talk to them over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+APPS = Path(__file__).parent / "apps"
+PYTHON = sys.executable
+BANNER = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")
+
+
+def wait_for(check: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll ``check()`` until truthy; fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(interval)
+
+
+def children(pid: int) -> list[int]:
+    """All descendants of pid (from /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for k in map(int, kids):
+            found.append(k)
+            todo.append(k)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Server:
+    """A litserve server in its own process group; output collected line by line."""
+
+    def __init__(self, apis: str, server_kwargs: dict[str, Any] | None = None,
+                 run_kwargs: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 cwd: Path | None = None, argv: list[str] | None = None) -> None:
+        cmd = argv or [PYTHON, str(APPS / "launch.py"), apis, json.dumps(server_kwargs or {}),
+                       json.dumps(run_kwargs or {})]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+            env={**os.environ, **(env or {})}, start_new_session=True)
+        self.headers = {"X-API-Key": env["LIT_SERVER_API_KEY"]} if env and \
+            "LIT_SERVER_API_KEY" in env else {}
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = ""
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_ready(self, timeout: float = 60.0) -> Server:
+        def started() -> Any:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output}")
+            m = BANNER.search(self.output)
+            return m and self.health() == 200
+        wait_for(started, timeout, "server start-up (banner and /health 200)")
+        return self
+
+    def health(self) -> int:
+        m = BANNER.search(self.output)
+        if not m:
+            return 0
+        self.url = f"http://127.0.0.1:{m.group(2)}"
+        try:
+            return httpx.get(self.url + "/health", timeout=2, headers=self.headers).status_code
+        except httpx.HTTPError:
+            return 0
+
+    def post(self, path: str = "/predict", **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 30)
+        return httpx.post(self.url + path, **kwargs)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            raise AssertionError(
+                f"server did not stop within {timeout} s:\n{self.output}") from None
+        finally:
+            self._reader.join(5)
+
+    def kill_group(self) -> None:
+        """Make sure nothing of the server is left, then release its pipe."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@contextmanager
+def serve(apis: str, **server_kwargs: Any) -> Iterator[Server]:
+    """A ready server for the block; stopped (and checked to stop cleanly) after it."""
+    env = server_kwargs.pop("env", None)
+    run_kwargs = server_kwargs.pop("run_kwargs", None)
+    server = Server(apis, server_kwargs, run_kwargs, env=env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        try:
+            code = server.stop()
+        finally:
+            server.kill_group()
+        assert code == 0, f"server exited with {code}:\n{server.output}"

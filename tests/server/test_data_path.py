@@ -1,0 +1,200 @@
+"""Requests through the real server: JSON, tensors, forms, responses, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from litserve import wire
+
+from .harness import serve
+
+OCTET = {"content-type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def echo():
+    with serve("basic:Echo", max_payload_size=8 << 20) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tensor_out():
+    with serve("basic:TensorOut") as server:
+        yield server
+
+
+def test_json_body_reaches_decode_request(echo):
+    r = echo.post(json={"a": [1, 2], "b": "x"})
+    assert r.status_code == 200
+    assert r.json() == {"kind": "dict", "value": {"a": [1, 2], "b": "x"}}
+
+
+def test_curl_style_json_without_content_type(echo):
+    r = echo.post(content=b'{"input": 4}',
+                  headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.json() == {"kind": "dict", "value": {"input": 4}}
+
+
+@pytest.mark.parametrize("body", [b'{"input": [1,', b"not json", b'{"a": }'])
+def test_malformed_json_is_400_from_the_front(echo, body):
+    r = echo.post(content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "not valid JSON" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("nbytes", [16, 4 << 20])  # inline in the descriptor, and in the arena
+def test_octet_tensor_is_a_view_of_shared_memory(echo, nbytes):
+    x = np.arange(nbytes // 4, dtype=np.float32).reshape(-1, 4)
+    r = echo.post(content=x.tobytes(), headers={**OCTET, "x-tensor-dtype": "float32",
+                                                "x-tensor-shape": f"{x.shape[0]},4"})
+    got = r.json()
+    assert got["kind"] == "array" and got["shape"] == list(x.shape) and got["dtype"] == "<f4"
+    assert got["sum"] == pytest.approx(float(x.astype(np.float64).sum()))
+    assert got["shm"] is (nbytes > 200)  # large bodies are zero-copy views of the arena
+
+
+def test_octet_without_shape_is_one_dimensional(echo):
+    r = echo.post(content=np.arange(5, dtype=np.int64).tobytes(),
+                  headers={**OCTET, "x-tensor-dtype": "int64"})
+    assert r.json()["shape"] == [5]
+
+
+@pytest.mark.parametrize(("headers", "needle"), [
+    ({"x-tensor-dtype": "object", "x-tensor-shape": "2"}, "'float32'"),
+    ({"x-tensor-dtype": "float32", "x-tensor-shape": "a,b"}, "X-Tensor-Shape 'a,b'"),
+    ({"x-tensor-dtype": "float32", "x-tensor-shape": "3,3"}, "need 36"),
+    ({"x-tensor-shape": "2"}, "X-Tensor-Dtype"),
+])
+def test_bad_tensor_headers_are_400_naming_the_problem(echo, headers, needle):
+    r = echo.post(content=b"\0" * 8, headers={**OCTET, **headers})
+    assert r.status_code == 400
+    assert needle in r.json()["detail"]
+
+
+def test_npy_body(echo):
+    buf = io.BytesIO()
+    np.save(buf, np.asfortranarray(np.arange(6, dtype=">i4").reshape(2, 3)))
+    r = echo.post(content=buf.getvalue(), headers={"content-type": "application/x-npy"})
+    got = r.json()
+    assert got["shape"] == [2, 3] and got["dtype"] == ">i4" and got["sum"] == 15
+
+
+def test_tensor_bundle_body(echo):
+    body = wire.encode_bundle({"img": np.ones((2, 2), np.uint8), "scale": np.float32(0.5)})
+    r = echo.post(content=body, headers={"content-type": wire.BUNDLE})
+    assert r.json()["items"] == {"img": ["|u1", [2, 2], [[1, 1], [1, 1]]],
+                                 "scale": ["<f4", [], 0.5]}
+
+
+def test_multipart_form(echo):
+    r = echo.post(data={"name": "cat"}, files={"file": ("cat.bin", b"\x01" * 1000)})
+    assert r.json() == {"kind": "form", "items": {
+        "name": "cat", "file": {"filename": "cat.bin", "size": 1000}}}
+
+
+def test_urlencoded_form(echo):
+    r = echo.post(data={"a": "1", "b": "two"})
+    assert r.json() == {"kind": "form", "items": {"a": "1", "b": "two"}}
+
+
+def test_body_larger_than_the_arena_is_413_naming_the_limit(echo):
+    r = echo.post(content=b"\0" * (9 << 20), headers={**OCTET, "x-tensor-dtype": "uint8"})
+    assert r.status_code == 413
+    assert str(8 << 20) in r.json()["detail"] or "limit" in r.json()["detail"]
+    assert echo.post(json={"still": "serving"}).status_code == 200
+
+
+def test_binary_response_when_accept_asks(tensor_out):
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    r = tensor_out.post(content=x.tobytes(), headers={
+        **OCTET, "x-tensor-dtype": "float32", "x-tensor-shape": "3,4",
+        "accept": "application/octet-stream"})
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["x-tensor-shape"] == "3,4"
+    meta = wire.octet_meta(r.headers["x-tensor-dtype"], r.headers["x-tensor-shape"],
+                           len(r.content))
+    np.testing.assert_array_equal(wire.view(r.content, meta), x * 2)
+
+
+def test_npy_response_and_json_default(tensor_out):
+    r = tensor_out.post(json={"input": [1, 2]}, headers={"accept": "application/x-npy"})
+    np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), [2, 4])
+    r = tensor_out.post(json={"input": [1, 2]})
+    assert r.headers["content-type"] == "application/json" and r.json() == [2.0, 4.0]
+
+
+def test_bundle_response(tensor_out):
+    r = tensor_out.post(json={"bundle": 1}, headers={"accept": wire.BUNDLE})
+    arrays = wire.decode_bundle(r.content)
+    np.testing.assert_array_equal(arrays["a"], np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(arrays["b"], [1.0, 1.0])
+
+
+def test_numpy_and_torch_values_serialise():
+    with serve("basic:Kinds") as server:
+        assert server.post(json={}).json() == {
+            "np_scalar": 1.5, "np_int": 7, "np_array": [0, 1, 2], "torch_scalar": 2.5,
+            "torch_array": [1, 1], "tuple": [1, 2], "none": None, "text": "héllo"}
+
+
+def test_pydantic_request_validated_in_the_front(tmp_path: Path):
+    log = tmp_path / "seen.log"
+    with serve("basic:Typed", env={"LITSERVE_TEST_LOG": str(log)}) as server:
+        r = server.post(json={"name": "x", "count": "many"})
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["loc"] == ["count"]
+        assert not log.exists(), "the worker saw an invalid request"
+        r = server.post(json={"name": "abc", "count": 1})
+        assert r.json() == {"name": "ABC", "count": 2}
+        assert log.read_text() == "decode Item\n"
+
+
+@pytest.mark.parametrize(("where", "status", "detail"), [
+    ("decode", 418, "I am a teapot"),
+    ("http", 409, {"reason": "conflict"}),
+    ("predict", 500, "RuntimeError: model exploded"),
+])
+def test_hook_errors(where, status, detail, raises_server):
+    r = raises_server.post(json={"where": where})
+    assert r.status_code == status
+    assert r.json()["detail"] == detail
+    assert raises_server.post(json={"where": "nowhere"}).json() == {"ok": True}
+
+
+def test_unserialisable_output_is_500_that_says_why(raises_server):
+    r = raises_server.post(json={"where": "encode"})
+    assert r.status_code == 500
+    assert "cannot be sent as JSON" in r.json()["detail"]
+    assert True
+
+
+@pytest.fixture(scope="module")
+def raises_server():
+    with serve("basic:Raises") as server:
+        yield server
+
+
+def test_server_logs_the_traceback_of_a_500(raises_server):
+    raises_server.post(json={"where": "predict"})
+    assert "RuntimeError: model exploded" in raises_server.output
+    assert "Traceback" in raises_server.output
+
+
+def test_context_flows_through_the_hooks():
+    with serve("basic:Contextual") as server:
+        assert server.post(json={"input": 3}).json() == {
+            "output": 3, "context": {"seen": 3, "batch": 0}}
+
+
+def test_unknown_route_and_wrong_method(echo):
+    import httpx
+
+    assert httpx.get(echo.url + "/nope").status_code == 404
+    r = httpx.get(echo.url + "/predict")
+    assert r.status_code == 405 and "POST" in r.json()["detail"]
+    assert json.loads(httpx.get(echo.url + "/health").text.join('""')) == "ok"
