@@ -1,8 +1,10 @@
 """Hello world: serves x -> x**2 on POST /predict.
 
-    python examples/hello.py
+    python examples/hello.py [--port 8000] [--host 0.0.0.0]
     curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"input": 4}'
 """
+
+import argparse
 
 import litserve as ls
 
@@ -22,4 +24,8 @@ class SquareAPI(ls.LitAPI):
 
 
 if __name__ == "__main__":
-    ls.LitServer(SquareAPI(), accelerator="auto").run(port=8000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="0.0.0.0")
+    args = parser.parse_args()
+    ls.LitServer(SquareAPI(), accelerator="auto").run(host=args.host, port=args.port)
