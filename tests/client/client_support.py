@@ -21,6 +21,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 REFSERVER = HERE / "refserver.py"
+LITSERVER = HERE / "litserver_app.py"
 
 
 def free_port() -> int:
@@ -137,3 +138,9 @@ def sample(dtype: np.dtype, shape: tuple[int, ...] = (3, 5)) -> np.ndarray:
 def same(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal shape, dtype and bytes (NaN payloads included)."""
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def litserver(env: dict[str, str] | None = None) -> ServerProcess:
+    """The real litserve server (``litserver_app.py``), started as ``run()`` starts it."""
+    port = free_port()
+    return ServerProcess([sys.executable, str(LITSERVER), str(port)], env=env, port=port).start()

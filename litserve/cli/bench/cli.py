@@ -109,7 +109,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of --rate arrivals and random tensors. Default: 0")
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="FILE",
-                   help="also write the results as JSON to FILE ('-': only JSON, to stdout)")
+                   help="also write the results as JSON to FILE; '-' prints only the JSON, to "
+                        "stdout, e.g. --json results.json")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="live progress line on stderr (default: when stderr is a terminal)")
 

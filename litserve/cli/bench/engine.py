@@ -273,6 +273,10 @@ class Engine:
         return self.stats
 
     def _begin(self) -> None:
+        if not self.cfg.warmup_s:  # timers may fire a little early: measure from here
+            self.measure_from = self.stats.first_ns = now_ns()
+            if self.cfg.duration_s is not None:
+                self.stop_at = self.measure_from + int(self.cfg.duration_s * 1e9)
         self.issuing = self.started = True
         if self.cfg.rate is None:
             idle, self.idle = self.idle, []

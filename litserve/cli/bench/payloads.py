@@ -117,7 +117,7 @@ def parse_tensor_spec(spec: str) -> Any:
 
     if spec.endswith(".npy") or Path(spec).is_file():
         return np.load(spec)
-    m = re.fullmatch(r"\s*(\d+(?:\s*[x,]\s*\d+)*)?\s*(?::\s*(\w+))?\s*", spec)
+    m = re.fullmatch(r"\s*(\d+(?:\s*[x,]\s*\d+)*)?\s*(?::\s*([<>=|]?\w+))?\s*", spec)
     if not m:
         raise ValueError(f"--tensor {spec!r} is not valid; use SHAPE[:DTYPE] such as "
                          "'1080x1920x3:uint8', '16x3x224x224:float16', ':float32' (0-d), "
