@@ -423,7 +423,26 @@ class Result:
     runs: list[float] = dataclasses.field(default_factory=list)  # req/s of every repeat
 
 
+def wait_for_quiet(args: argparse.Namespace) -> None:
+    """Wait (bounded) until the rest of the box uses less than --quiet-below % of a core."""
+    if args.quiet_below <= 0:
+        return
+    deadline = time.monotonic() + args.quiet_wait
+    while True:
+        before = box_busy_seconds()
+        time.sleep(2.0)
+        busy = 100 * (box_busy_seconds() - before) / 2.0
+        if busy < args.quiet_below:
+            return
+        if time.monotonic() > deadline:
+            print(
+                f"    (box still {busy:.0f}% busy after {args.quiet_wait:.0f} s: measuring anyway)"
+            )
+            return
+
+
 def measure(impl: str, scenario: str, args: argparse.Namespace) -> Result:
+    wait_for_quiet(args)
     spec = SCENARIOS[scenario]
     request = spec.build(impl, args)
     connections = args.connections or spec.connections
@@ -610,6 +629,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=1, help="wrk threads (the box has 2 cores)")
     p.add_argument("--wrk-timeout", type=float, default=10.0, help="wrk per-request timeout")
+    p.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.0,
+        help="before each run, wait until other processes use less than this %% of a core",
+    )
+    p.add_argument("--quiet-wait", type=float, default=120.0, help="at most this many seconds")
     p.add_argument("--workers", type=int, default=1, help="workers_per_device")
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--batch-timeout", type=float, default=0.005)
