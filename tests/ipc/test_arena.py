@@ -57,7 +57,7 @@ def test_alloc_on_full_arena_with_timeout_zero_raises_at_once(arena):
     start = time.monotonic()
     with pytest.raises(ArenaFull, match=r"no free block of 64 bytes \(0 of 65536 free\)"):
         arena.alloc(1, timeout=0)
-    assert time.monotonic() - start < 0.05
+    assert time.monotonic() - start < 0.1  # no wait (generous for a busy machine)
     for off in held:
         arena.free(off)
 
@@ -67,7 +67,7 @@ def test_alloc_on_full_arena_waits_about_its_timeout(arena):
     start = time.monotonic()
     with pytest.raises(ArenaFull):
         arena.alloc(100, timeout=0.2)
-    assert 0.2 <= time.monotonic() - start < 1.0
+    assert 0.2 <= time.monotonic() - start < 2.0
     arena.free(held)
 
 

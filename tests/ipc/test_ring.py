@@ -80,7 +80,7 @@ def test_put_on_full_ring_with_timeout_zero_raises_at_once(ring):
     start = time.monotonic()
     with pytest.raises(RingFull, match=r"is full \(8 cells\) after waiting 0 s"):
         ring.put(b"extra", timeout=0)
-    assert time.monotonic() - start < 0.05
+    assert time.monotonic() - start < 0.1  # no wait (generous for a busy machine)
     assert [ring.get(timeout=0) for _ in batch] == batch  # nothing lost or overwritten
     with pytest.raises(RingEmpty):
         ring.get(timeout=0)
@@ -94,7 +94,7 @@ def test_put_on_full_ring_waits_about_its_timeout(name, spin):
         start = time.monotonic()
         with pytest.raises(RingFull):
             ring.put(b"extra", timeout=0.2)
-        assert 0.2 <= time.monotonic() - start < 1.0
+        assert 0.2 <= time.monotonic() - start < 2.0
         assert [ring.get(timeout=0) for _ in batch] == batch
     finally:
         ring.close()
@@ -119,7 +119,7 @@ def test_get_on_empty_ring_with_timeout_zero_raises_at_once(ring):
     start = time.monotonic()
     with pytest.raises(RingEmpty, match="nothing arrived within 0 s"):
         ring.get(timeout=0)
-    assert time.monotonic() - start < 0.05
+    assert time.monotonic() - start < 0.1  # no wait (generous for a busy machine)
     assert ring.try_get() is None
 
 
@@ -127,7 +127,7 @@ def test_get_on_empty_ring_waits_about_its_timeout(ring):
     start = time.monotonic()
     with pytest.raises(RingEmpty):
         ring.get(timeout=0.2)
-    assert 0.2 <= time.monotonic() - start < 1.0
+    assert 0.2 <= time.monotonic() - start < 2.0
     assert issubclass(RingEmpty, TimeoutError) and issubclass(RingFull, TimeoutError)
 
 

@@ -37,11 +37,11 @@ def test_timeout_zero_and_positive(sem):
     start = time.monotonic()
     with pytest.raises(TimeoutError, match=f"semaphore '{sem.name}': nothing within 0 s"):
         sem.acquire(0)
-    assert time.monotonic() - start < 0.05
+    assert time.monotonic() - start < 0.1  # no wait (generous for a busy machine)
     start = time.monotonic()
     with pytest.raises(TimeoutError):
         sem.acquire(0.1)
-    assert 0.1 <= time.monotonic() - start < 1.0
+    assert 0.1 <= time.monotonic() - start < 2.0
 
 
 @pytest.mark.parametrize("timeout", [-1, math.nan, "1", True])
