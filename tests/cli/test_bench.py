@@ -132,3 +132,15 @@ def test_nothing_listening_fails_fast() -> None:
     url = f"http://127.0.0.1:{support.free_port()}"  # type: ignore[attr-defined]
     r, err = bench(url, "-n", "5", expect_rc=2, timeout=30)
     assert "cannot connect" in err
+
+
+def test_https(tls_server: Any) -> None:
+    before = tls_server.stats()
+    r, _ = bench(tls_server.url, "-n", "50", "-c", "2", "--warmup", "0",
+                 "--cacert", str(tls_server.cert), "--expect", '{"output": 16.0}')
+    assert (r["requests"], r["ok"]) == (50, 50)
+    assert delta(before, tls_server.stats(), "/predict") == 50
+    r, _ = bench(tls_server.url, "-n", "5", "-c", "1", "--warmup", "0", "--insecure")
+    assert r["ok"] == 5
+    _, err = bench(tls_server.url, "-n", "5", "-c", "1", expect_rc=2)
+    assert "CERTIFICATE_VERIFY_FAILED" in err

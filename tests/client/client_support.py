@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,11 +32,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_get(port: int, path: str, timeout: float = 2.0,
-             api_key: str | None = None) -> tuple[int, bytes]:
+def http_get(port: int, path: str, timeout: float = 2.0, api_key: str | None = None,
+             tls: bool = False) -> tuple[int, bytes]:
     """A minimal GET over a fresh connection (independent of the client under test)."""
     key = f"X-API-Key: {api_key}\r\n" if api_key else ""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock = _unverified_tls().wrap_socket(raw) if tls else raw
+    except OSError:
+        raw.close()
+        raise
+    with sock as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{key}Connection: close\r\n\r\n"
                   .encode())
         data = b""
@@ -44,10 +52,16 @@ def http_get(port: int, path: str, timeout: float = 2.0,
     return int(head[9:12]), body
 
 
+def _unverified_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
+
+
 class ServerProcess:
     def __init__(self, argv: list[str], env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
-        self.argv, self.port = argv, port
+                 port: int | None = None, tls: bool = False) -> None:
+        self.argv, self.port, self.tls = argv, port, tls
         self.env = {**os.environ, **(env or {})}
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in stop()
         self.api_key = self.env.get("LIT_SERVER_API_KEY") or None
@@ -62,7 +76,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             self._check_alive("before answering GET /health")
             try:
-                if http_get(self.port, "/health", 1.0, self.api_key)[0] == 200:
+                if http_get(self.port, "/health", 1.0, self.api_key, self.tls)[0] == 200:
                     return self
             except OSError:
                 pass
@@ -98,13 +112,13 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def stats(self) -> dict[str, Any]:
         import json
 
         assert self.port is not None
-        return dict(json.loads(http_get(self.port, "/stats", 2.0, self.api_key)[1]))
+        return dict(json.loads(http_get(self.port, "/stats", 2.0, self.api_key, self.tls)[1]))
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -119,8 +133,24 @@ class ServerProcess:
         self.log.close()
 
 
-def refserver(env: dict[str, str] | None = None) -> ServerProcess:
-    return ServerProcess([sys.executable, str(REFSERVER)], env=env).start()
+def refserver(env: dict[str, str] | None = None,
+              tls: tuple[Path, Path] | None = None) -> ServerProcess:
+    """The reference server; with ``tls=(certfile, keyfile)`` it serves https."""
+    argv = [sys.executable, str(REFSERVER), *(str(p) for p in tls or ())]
+    return ServerProcess(argv, env=env, tls=tls is not None).start()
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path] | None:
+    """A certificate for 127.0.0.1 and its key, made with the openssl command (None
+    where there is no openssl)."""
+    if not shutil.which("openssl"):
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 # every dtype the binary format carries (bool, ints, uints, floats, complex), once each

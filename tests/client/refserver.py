@@ -211,12 +211,14 @@ app = Counting(Starlette(routes=ROUTES))
 
 
 def main() -> None:
+    """``refserver.py [CERTFILE KEYFILE]``: with a certificate and key, serve https."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
+    tls = dict(zip(("ssl_certfile", "ssl_keyfile"), sys.argv[1:3], strict=False))
     config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=30,
-                            timeout_graceful_shutdown=1)
+                            timeout_graceful_shutdown=1, **tls)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -151,3 +151,17 @@ def test_connect_error_and_wait_ready() -> None:
                 await c.wait_ready(timeout=0.3)
 
     asyncio.run(main())
+
+
+def test_https(tls_server: ServerProcess) -> None:
+    import ssl
+
+    trusted = ssl.create_default_context(cafile=str(tls_server.cert))  # type: ignore[attr-defined]
+
+    async def body(c: AsyncClient) -> None:
+        assert await c.predict({"input": 3}) == {"output": 9}
+        x = np.arange(1 << 20, dtype=np.int32)
+        assert same(await c.predict(x), x)
+        assert [i async for i in c.stream({"n": 2}, path="/stream")] == [{"i": 0}, {"i": 1}]
+
+    run(tls_server, body, ssl_context=trusted)

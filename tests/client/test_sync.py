@@ -241,3 +241,16 @@ def test_url_forms() -> None:
     assert Client("http://h:9", api_path="/x").endpoint.path == "/x"
     assert Client("http://h:9/x?y=1").endpoint.path == "/x?y=1"
     assert Client("https://h").endpoint.host_header == "h"
+
+
+def test_https(tls_server: ServerProcess) -> None:
+    import ssl
+
+    trusted = ssl.create_default_context(cafile=str(tls_server.cert))  # type: ignore[attr-defined]
+    with Client(tls_server.url, ssl_context=trusted) as c:
+        assert c.predict({"input": 3}) == {"output": 9}
+        x = np.arange(1 << 20, dtype=np.float32)
+        assert same(c.predict(x), x)
+        assert list(c.stream({"n": 2}, path="/stream")) == [{"i": 0}, {"i": 1}]
+    with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        Client(tls_server.url).predict({"input": 1})

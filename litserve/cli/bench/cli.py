@@ -73,6 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra request header, repeatable, e.g. -H 'X-Trace: 1'")
     g.add_argument("--api-key", metavar="KEY",
                    help="sent as X-API-Key (default: env LIT_SERVER_API_KEY if set)")
+    g.add_argument("--cacert", metavar="FILE",
+                   help="https: trust the CA certificate(s) in this PEM file, e.g. "
+                        "--cacert ca.pem (default: the system's)")
+    g.add_argument("--insecure", action="store_true",
+                   help="https: do not check the server's certificate (self-signed test "
+                        "servers), e.g. https://127.0.0.1:8443 --insecure")
     g.add_argument("--accept", metavar="MEDIA",
                    help="Accept header (default: binary types for tensors, else JSON), "
                         "e.g. --accept application/json")
@@ -179,8 +185,6 @@ def build_payload(args: argparse.Namespace) -> tuple[payloads.Payload, Any]:
             expect=args.expect, stream=args.stream)
     except (ValueError, OSError, TypeError) as exc:
         raise BenchError(str(exc)) from None
-    if endpoint.scheme == "https":
-        raise BenchError("https URLs are not supported by the bench yet; use http://")
     return payload, endpoint
 
 
@@ -196,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         host=endpoint.host, port=endpoint.port, payload=payload,
         connections=args.concurrency, rate=args.rate, warmup_s=args.warmup,
         duration_s=duration if duration is not None else MAX_CAP_S,
-        requests=args.requests, timeout_s=args.timeout, seed=args.seed)
+        requests=args.requests, timeout_s=args.timeout, seed=args.seed,
+        tls=endpoint.scheme == "https", cafile=args.cacert, insecure=args.insecure)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     setup = {"url": endpoint.origin + endpoint.path, "payload": payload.kind,
              "stream": payload.stream, "request_bytes": payload.size,

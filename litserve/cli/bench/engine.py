@@ -51,7 +51,9 @@ class EngineConfig:
     requests: int | None  # measured requests this process sends at most
     timeout_s: float
     seed: int = 0
-    ssl: bool = False
+    tls: bool = False  # https
+    cafile: str | None = None  # trust this CA (PEM) instead of the system's
+    insecure: bool = False  # do not check the server's certificate
 
 
 class Conn(asyncio.Protocol):
@@ -231,6 +233,7 @@ class Engine:
         self.stop_requested = False
         self.started = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self._tls: Any = None
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -247,16 +250,23 @@ class Engine:
             return f"cannot connect to {self.cfg.host}:{self.cfg.port}: {err}"
         return None
 
+    def _tls_context(self) -> Any:
+        if not self.cfg.tls:
+            return None
+        if self._tls is None:
+            import ssl
+
+            self._tls = ssl.create_default_context(cafile=self.cfg.cafile)
+            if self.cfg.insecure:
+                self._tls.check_hostname = False
+                self._tls.verify_mode = ssl.CERT_NONE
+        return self._tls
+
     async def _open(self) -> Conn:
         assert self.loop is not None
-        ssl: Any = None
-        if self.cfg.ssl:
-            import ssl as ssl_module
-
-            ssl = ssl_module.create_default_context()
         _, conn = await asyncio.wait_for(
             self.loop.create_connection(lambda: Conn(self), self.cfg.host, self.cfg.port,
-                                        ssl=ssl), self.cfg.timeout_s)
+                                        ssl=self._tls_context()), self.cfg.timeout_s)
         self.conns.append(conn)
         return conn
 
