@@ -60,12 +60,20 @@ class SlotTable:
             store64(self._seg.buf, 0, MAGIC)
         else:
             self._seg = Segment(name)
-            if load64(self._seg.buf, 0) != MAGIC:
-                raise ValueError(f"segment {name!r} is not a litserve slot table")
+            self._check_attached()
         self._buf = self._seg.buf
         self.count = load64(self._buf, 8)
         self._free: deque[int] = deque(range(self.count)) if create else deque()
         self._seqs = itertools.count(1)  # next() is atomic under the GIL
+
+    def _check_attached(self) -> None:
+        seg = self._seg
+        if seg.size < HEADER or load64(seg.buf, 0) != MAGIC:
+            seg.close()
+            raise ValueError(f"segment {self.name!r} is not a litserve slot table")
+        if HEADER + 8 * load64(seg.buf, 8) > seg.size:
+            seg.close()
+            raise ValueError(f"slot table {self.name!r}: header count does not fit the segment")
 
     def _off(self, slot: int) -> int:
         if not 0 <= slot < self.count:

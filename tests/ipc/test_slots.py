@@ -149,7 +149,7 @@ def test_cancellation_race_each_request_is_claimed_xor_cancelled(name, spawn):
     assert set(lost) <= set(claimed), "a cancel failed but nobody had claimed the request"
     counts = f"{len(cancelled)} cancelled, {len(claimed)} claimed, {len(lost)} cancels lost"
     assert len(cancelled) > 0.05 * REQUESTS and len(claimed) > 0.05 * REQUESTS, counts
-    assert lost, "no cancel ever raced a claim"
+    assert lost, f"no cancel ever lost to a claim: {counts}"
 
 
 def _start_claimers(spawn, names):
@@ -187,8 +187,9 @@ def _owner(requests: Ring, done: Ring, table: SlotTable, arena: Arena):
         pending[seq] = slot
         while (record := done.try_get()) is not None:
             complete(record)
-        if pending and rng.random() < 0.5:  # the newest (likely unclaimed) or any other
-            victim = max(pending) if rng.random() < 0.5 else rng.choice(list(pending))
+        if pending and rng.random() < 0.5:
+            # the newest (likely unclaimed) or the oldest (likely being claimed right now)
+            victim = max(pending) if rng.random() < 0.5 else next(iter(pending))
             if table.cancel(pending[victim], victim):
                 cancelled.add(victim)
                 table.release(pending.pop(victim))  # free at once: the slot is reused
@@ -197,3 +198,16 @@ def _owner(requests: Ring, done: Ring, table: SlotTable, arena: Arena):
     while pending:
         complete(done.get(timeout=30))
     return cancelled, completed, lost
+
+
+def test_attach_to_a_segment_that_is_not_a_slot_table(name):
+    from litserve.ipc import Segment
+
+    for size in (8, 4096):
+        seg = Segment(name(f"plain{size}"), size, create=True)
+        try:
+            with pytest.raises(ValueError, match="is not a litserve slot table"):
+                SlotTable(name(f"plain{size}"))
+        finally:
+            seg.close()
+            seg.unlink()
