@@ -134,8 +134,8 @@ class OpenAISpec(OpenAIBase):
 
     # -- worker -------------------------------------------------------------------------------
     def decode_request(self, request: ChatCompletionRequest, context: dict[str, Any]) -> Any:
-        """The default: the conversation as a list of plain dicts."""
-        return [m.model_dump(exclude_none=True) for m in request.messages]
+        """The default: the conversation as plain dicts (always with role and content)."""
+        return [_plain(m) for m in request.messages]
 
     def encode_response(self, output: Any, context: dict[str, Any]) -> Any:
         return output  # ``chunk`` understands every shape predict may yield
@@ -232,6 +232,12 @@ class Completion:
 def _choice(delta: dict[str, Any], finish_reason: str | None) -> bytes:
     return (b'{"index":0,"delta":' + orjson.dumps(delta) + b',"finish_reason":'
             + orjson.dumps(finish_reason) + b',"logprobs":null}')
+
+
+def _plain(message: ChatMessage) -> dict[str, Any]:
+    out = message.model_dump(exclude_none=True)
+    out.setdefault("content", None)
+    return out
 
 
 def as_message(output: Any) -> dict[str, Any] | None:
