@@ -19,11 +19,13 @@ from .. import protocol as P
 from .. import wire
 from ..api import LitAPI, request_model
 from ..config import Plan
+from .direct import SCOPE_KEY, Direct
 from .dispatch import Busy, Dispatcher, Pending, Reply
 
 log = logging.getLogger("litserve.front")
 
 Scope = dict[str, Any]
+DIRECT_MIN = 64 * 1024  # bodies at least this large are read straight into the arena
 WATCH_AFTER = 0.05  # start watching for a client disconnect after this many seconds
 DISCONNECTED = Reply(P.ERROR, 499, P.CT_JSON, b"", b"")
 
@@ -106,7 +108,7 @@ class Front:
         if route is not None:
             if method != "POST":
                 return await _send(send, _json(405, f"{path} accepts POST, not {method}"))
-            return await self._predict(route, headers, receive, send)
+            return await self._predict(route, scope, headers, receive, send)
         spec_route = self.spec_routes.get(path)
         if spec_route is not None:
             route, ep = spec_route
@@ -177,27 +179,31 @@ class Front:
                                block, data_len, meta_len, deadline, inline)
 
     # -- the predict path ----------------------------------------------------------------
-    async def _predict(self, route: Route, headers: dict[bytes, bytes], receive: Any,
-                       send: Any) -> None:
+    async def _predict(self, route: Route, scope: Scope, headers: dict[bytes, bytes],
+                       receive: Any, send: Any) -> None:
         arrival = time.monotonic()
         timeout = self.plan.timeout
         deadline = arrival + timeout if timeout else 0.0
         wait_until = arrival + self.plan.queue_wait
         if deadline:
             wait_until = min(wait_until, deadline)
-        try:
-            kind, meta = _kind_and_meta(headers)
-            length = _length(headers, self.limit)
-        except _Refused as exc:
-            return await _send(send, exc.reply)
         flags = route.flags | _accept_flags(headers.get(b"accept", b""))
-        meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
+        direct = scope.get(SCOPE_KEY)
         try:
-            got = await self._read(receive, length, meta_bytes, wait_until)
+            if direct is not None:  # the body is being read straight into our arena
+                got = await _await_direct(direct, receive)
+                kind, meta, meta_bytes = direct.ticket[1:]
+            else:
+                kind, meta = _kind_and_meta(headers)
+                meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
+                length = _length(headers, self.limit)
+                got = await self._read(receive, length, meta_bytes, wait_until)
         except _Refused as exc:
             return await _send(send, exc.reply)
-        if got is None:
-            return  # the client went away while sending
+        if got is None:  # the client went away while sending
+            if direct is not None:
+                self.dispatch.discard(direct.ticket[0])
+            return
         pending, inline, body = got
         if kind == P.FORM and _looks_like_json(meta, body):
             kind, meta = P.JSON, {}  # `curl -d '{...}'` without a Content-Type
@@ -221,6 +227,29 @@ class Front:
         except Busy as exc:
             return await _send(send, _json(503, str(exc)))
         await self._respond(pending, deadline, receive, send, route)
+
+    def place_direct(self, scope: Scope, length: int) -> Direct | None:
+        """Called by the protocol when headers are parsed: reserve the arena block a large
+        body will be read into, or None to let it take the ordinary path."""
+        route = self.routes.get(scope["path"])
+        if route is None or not DIRECT_MIN <= length <= self.limit:
+            return None
+        headers = _headers(scope)
+        if self.api_key is not None and not self._authorized(headers):
+            return None
+        try:
+            kind, meta = _kind_and_meta(headers)
+        except _Refused:
+            return None  # the ordinary path answers with the error
+        meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
+        start = P.align64(len(meta_bytes))
+        pending = self.dispatch.try_open(start + length)
+        if pending is None or pending.block is None:
+            return None
+        buf = self.dispatch.arena.buf
+        buf[pending.block : pending.block + len(meta_bytes)] = meta_bytes
+        view = buf[pending.block + start : pending.block + start + length]
+        return Direct(view, (pending, kind, meta, meta_bytes))
 
     async def _read(self, receive: Any, length: int | None, meta: bytes,
                     wait_until: float) -> tuple[Pending | None, bytes, Any] | None:
@@ -371,6 +400,17 @@ def _length(headers: dict[bytes, bytes], limit: int) -> int | None:
         raise _Refused(_json(413, f"request body of {length} bytes exceeds this server's limit "
                                   f"of {limit} bytes (LitServer(max_payload_size=...))"))
     return length
+
+
+async def _await_direct(direct: Direct, receive: Any) -> tuple[Pending, bytes, Any] | None:
+    """Wait until the protocol has read the whole body into the arena."""
+    pending = direct.ticket[0]
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        if not msg.get("more_body", False):
+            return pending, b"", direct.view
 
 
 async def _read_all(receive: Any, limit: int) -> bytes | None:

@@ -97,6 +97,17 @@ class Dispatcher:
                     raise
         return Pending(slot, seq, block)
 
+    def try_open(self, nbytes: int) -> Pending | None:
+        """Like ``open`` but never waits: None when no slot or arena space is free now."""
+        got = self.slots.acquire()
+        if got is None:
+            return None
+        block = self.arena.try_alloc(nbytes)
+        if block is None:
+            self._give_back_slot(got[0])
+            return None
+        return Pending(got[0], got[1], block)
+
     def _give_back_slot(self, slot: int) -> None:
         # never posted: mark it POSTED with seq 0 (no descriptor carries 0) to release it
         self.slots.post(slot, 0)

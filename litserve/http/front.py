@@ -15,6 +15,7 @@ import uvicorn
 from ..config import Plan
 from ..ipc._shm import set_parent_death_signal
 from .app import Front
+from .direct import protocol_class
 
 
 class _FrontServer(uvicorn.Server):
@@ -38,7 +39,8 @@ def front_main(plan: Plan, index: int, sock: socket.socket, parent: int) -> None
         os._exit(1)
     apis, specs = cloudpickle.loads(plan.apis_blob)
     front = Front(plan, index, apis, specs)
-    kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3}
+    kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3,
+                              "http": protocol_class(front.place_direct)}
     kwargs.update(plan.uvicorn_kwargs)
     config = uvicorn.Config(front, host=plan.host, port=plan.port, log_level=plan.log_level,
                             lifespan="on", **kwargs)

@@ -11,7 +11,15 @@ import pytest
 
 from litserve import wire
 
-from .harness import serve
+from litserve.ipc import SlotTable, names
+
+from .harness import Server, serve, wait_for
+
+
+def _slot_table(server: Server) -> SlotTable:
+    token = f"lsv_{server.proc.pid:x}"
+    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.slots"))
+    return SlotTable("/" + entry)
 
 OCTET = {"content-type": "application/octet-stream"}
 
@@ -198,3 +206,35 @@ def test_unknown_route_and_wrong_method(echo):
     r = httpx.get(echo.url + "/predict")
     assert r.status_code == 405 and "POST" in r.json()["detail"]
     assert json.loads(httpx.get(echo.url + "/health").text.join('""')) == "ok"
+
+
+def test_large_bodies_back_to_back_on_one_keep_alive_connection(echo):
+    """Bodies read straight into shared memory leave the connection usable."""
+    import httpx
+
+    with httpx.Client(base_url=echo.url, timeout=30) as client:
+        for n in (300_000, 1, 2_000_000, 70_000):
+            x = np.full(n, n % 251, dtype=np.uint8)
+            r = client.post("/predict", content=x.tobytes(),
+                            headers={**OCTET, "x-tensor-dtype": "uint8"})
+            assert r.json()["shape"] == [n] and r.json()["sum"] == n * (n % 251)
+        assert client.post("/predict", json={"small": True}).json()["value"] == {"small": True}
+
+
+def test_client_that_leaves_mid_body_frees_its_reservation(echo):
+    import socket
+
+    from litserve.ipc.slots import FREE
+
+    host, port = echo.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
+                     b"octet-stream\r\nX-Tensor-Dtype: uint8\r\nContent-Length: 1000000\r\n\r\n"
+                     + b"\0" * 400_000)
+    slots = _slot_table(echo)
+    try:
+        wait_for(lambda: all(slots.state(i)[2] == FREE for i in range(slots.count)), 10,
+                 "the half-sent request's slot being freed")
+    finally:
+        slots.close()
+    assert echo.post(json={"after": 1}).status_code == 200
