@@ -139,6 +139,7 @@ class Dispatcher:
         if self.slots.cancel(pending.slot, pending.seq):
             self._end(pending)
             return True
+        self.slots.abandon(pending.slot, pending.seq)  # lets a streaming worker stop early
         pending.abandoned = True
         return False
 

@@ -5,7 +5,7 @@ One table per owner (an HTTP front).  Each slot is one 64-bit state word:
 
     bits 63..16  seq     the owner's request number, unique per table (never reused)
     bits 15..4   holder  worker id + 1 of the claimer, 0 when unclaimed
-    bits  3..0   state   FREE 0, POSTED 1, CLAIMED 2, CANCELLED 3
+    bits  3..0   state   FREE 0, POSTED 1, CLAIMED 2, CANCELLED 3, ABANDONED 4
 
 Transitions (who: how):
     FREE -> POSTED        owner: store, before its descriptor goes on the request ring
@@ -13,7 +13,9 @@ Transitions (who: how):
     POSTED -> CANCELLED   owner: CAS (client went away / deadline); the owner may free at once
     POSTED -> FREE        owner: CAS (release of a request never claimed, e.g. its
                           descriptor could not be posted); fails if a worker claimed it
-    CLAIMED/CANCELLED -> FREE  owner: store, once the request ended
+    CLAIMED -> ABANDONED  owner: CAS (client went away after the claim); the holder is
+                          kept, and a worker that sees it may stop early (a stream)
+    CLAIMED/CANCELLED/ABANDONED -> FREE  owner: store, once the request ended
 
 Because the descriptor carries ``seq``, a worker that pops a descriptor for a slot
 that was cancelled and reused fails its CAS and skips it.
@@ -31,8 +33,9 @@ from . import _shm
 from .errors import IPCError
 from .segment import Segment
 
-FREE, POSTED, CLAIMED, CANCELLED = 0, 1, 2, 3
-STATE_NAMES = {FREE: "FREE", POSTED: "POSTED", CLAIMED: "CLAIMED", CANCELLED: "CANCELLED"}
+FREE, POSTED, CLAIMED, CANCELLED, ABANDONED = 0, 1, 2, 3, 4
+STATE_NAMES = {FREE: "FREE", POSTED: "POSTED", CLAIMED: "CLAIMED", CANCELLED: "CANCELLED",
+               ABANDONED: "ABANDONED"}
 MAGIC = 0x6C73765F736C6F74
 HEADER = 64
 MAX_WORKERS = (1 << 12) - 2
@@ -119,9 +122,22 @@ class SlotTable:
         found = []
         for slot in range(self.count):
             seq, holder, state = unpack(load64(self._buf, HEADER + 8 * slot))
-            if state == CLAIMED and holder == worker:
+            if state in (CLAIMED, ABANDONED) and holder == worker:
                 found.append((slot, seq))
         return found
+
+    def abandon(self, slot: int, seq: int) -> bool:
+        """CLAIMED -> ABANDONED (holder kept); False unless ``seq`` is claimed now."""
+        off = self._off(slot)
+        current = load64(self._buf, off)
+        if current >> 16 != seq or current & 0xF != CLAIMED:
+            return False
+        return cas64(self._buf, off, current, (current & ~0xF) | ABANDONED)
+
+    def abandoned(self, slot: int, seq: int) -> bool:
+        """Whether the owner gave up on request ``seq`` (worker side, one atomic load)."""
+        current = load64(self._buf, self._off(slot))
+        return current >> 16 != seq or current & 0xF == ABANDONED
 
     @property
     def in_use(self) -> int:

@@ -187,8 +187,12 @@ class Runner:
         if api.opts.max_batch_size == 1:
             job = jobs[0]
             gen = api.call("predict", job.request, job.context)
-            for chunk in api.call("encode_response", gen, job.context):
+            chunks = api.call("encode_response", gen, job.context)
+            for chunk in chunks:
                 self._chunk(job, chunk)
+                if job.link.slots.abandoned(job.rec.slot, job.rec.seq):
+                    _close(chunks, gen)  # the client left: stop generating
+                    break
         else:
             x = api.batch([job.request for job in jobs])
             gen = api.call("predict", x, [job.context for job in jobs])
@@ -299,6 +303,12 @@ class Runner:
             link.close()
         self.out.close()
         self.requests.close()
+
+
+def _close(*generators: Any) -> None:
+    for g in generators:
+        if hasattr(g, "close"):
+            g.close()
 
 
 def _iterable(x: Any) -> bool:

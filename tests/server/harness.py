@@ -17,6 +17,9 @@ from typing import Any
 
 import httpx
 
+from litserve.ipc import SlotTable, names
+from litserve.ipc.slots import FREE
+
 APPS = Path(__file__).parent / "apps"
 PYTHON = sys.executable
 BANNER = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")
@@ -145,3 +148,18 @@ def serve(apis: str, **server_kwargs: Any) -> Iterator[Server]:
         finally:
             server.kill_group()
         assert code == 0, f"server exited with {code}:\n{server.output}"
+
+
+def slot_table(server: Server) -> SlotTable:
+    """Attach to front 0's slot table, to watch request states from outside."""
+    token = f"lsv_{server.proc.pid:x}"
+    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.slots"))
+    return SlotTable("/" + entry)
+
+
+def states(slots: SlotTable) -> list[int]:
+    return [slots.state(i)[2] for i in range(slots.count)]
+
+
+def all_free(slots: SlotTable) -> bool:
+    return all(s == FREE for s in states(slots))

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .harness import serve
+from .harness import all_free, serve, slot_table, wait_for
 
 
 def _concurrently(url: str, bodies: list[dict]) -> list[httpx.Response]:
@@ -101,3 +101,18 @@ def test_batched_streaming_sends_each_request_its_own_chunks():
         rs = _concurrently(server.url + "/predict", [{"n": n} for n in (1, 2, 3)])
         for n, r in zip((1, 2, 3), rs, strict=True):
             assert [json.loads(line)["i"] for line in r.text.splitlines()] == list(range(3)), n
+
+
+def test_stream_stops_when_the_client_leaves(tmp_path: Path):
+    log = tmp_path / "chunks"
+    with serve("basic:Endless", stream=True, env={"LITSERVE_TEST_LOG": str(log)}) as server:
+        with httpx.stream("POST", server.url + "/predict", json={}, timeout=30) as r:
+            lines = r.iter_lines()
+            assert [json.loads(next(lines)) for _ in range(3)] == [{"i": 0}, {"i": 1}, {"i": 2}]
+        slots = slot_table(server)
+        try:  # the worker ends the abandoned stream; the front then frees its slot
+            wait_for(lambda: all_free(slots), 20, "the abandoned stream ending")
+        finally:
+            slots.close()
+        produced = len(log.read_text().splitlines())
+        assert produced < 1000, "the generator kept running for a client that left"

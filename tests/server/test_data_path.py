@@ -11,15 +11,7 @@ import pytest
 
 from litserve import wire
 
-from litserve.ipc import SlotTable, names
-
-from .harness import Server, serve, wait_for
-
-
-def _slot_table(server: Server) -> SlotTable:
-    token = f"lsv_{server.proc.pid:x}"
-    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.slots"))
-    return SlotTable("/" + entry)
+from .harness import all_free, serve, slot_table, wait_for
 
 OCTET = {"content-type": "application/octet-stream"}
 
@@ -224,16 +216,14 @@ def test_large_bodies_back_to_back_on_one_keep_alive_connection(echo):
 def test_client_that_leaves_mid_body_frees_its_reservation(echo):
     import socket
 
-    from litserve.ipc.slots import FREE
-
     host, port = echo.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
                      b"octet-stream\r\nX-Tensor-Dtype: uint8\r\nContent-Length: 1000000\r\n\r\n"
                      + b"\0" * 400_000)
-    slots = _slot_table(echo)
+    slots = slot_table(echo)
     try:
-        wait_for(lambda: all(slots.state(i)[2] == FREE for i in range(slots.count)), 10,
+        wait_for(lambda: all_free(slots), 10,
                  "the half-sent request's slot being freed")
     finally:
         slots.close()

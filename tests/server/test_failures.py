@@ -12,21 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from litserve.ipc import SlotTable, names
 from litserve.ipc.slots import POSTED
 
-from .harness import Server, serve, wait_for
-
-
-def _slot_table(server: Server) -> SlotTable:
-    """Attach to front 0's slot table, to watch request states from outside."""
-    token = f"lsv_{server.proc.pid:x}"
-    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.slots"))
-    return SlotTable("/" + entry)
-
-
-def _states(slots: SlotTable) -> list[int]:
-    return [slots.state(i)[2] for i in range(slots.count)]
+from .harness import serve, slot_table, states, wait_for
 
 
 def test_timeout_is_504_and_the_server_keeps_serving():
@@ -55,13 +43,13 @@ def test_queued_request_whose_client_left_is_never_predicted(tmp_path: Path):
                      "the first request reaching predict")
             host, port = server.url.removeprefix("http://").split(":")
             body = b'{"tag": "gone"}'
-            slots = _slot_table(server)
+            slots = slot_table(server)
             with socket.create_connection((host, int(port))) as sock:
                 head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
                 sock.sendall(head + b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-                wait_for(lambda: _states(slots).count(POSTED) == 1, 10,
+                wait_for(lambda: states(slots).count(POSTED) == 1, 10,
                          "the front posting the second request")
-            wait_for(lambda: _states(slots).count(POSTED) == 0, 10,
+            wait_for(lambda: states(slots).count(POSTED) == 0, 10,
                      "the front withdrawing the request of the client that left")
             slots.close()
             gate.touch()

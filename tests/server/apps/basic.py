@@ -305,3 +305,20 @@ class BatchStreamer(ls.LitAPI):
     def encode_response(self, steps):
         for step in steps:
             yield [{"i": v} for v in step]
+
+
+class Endless(ls.LitAPI):
+    """Streams up to 2000 chunks slowly, noting each one; stops if the client leaves."""
+
+    def setup(self, device):
+        pass
+
+    def predict(self, x):
+        for i in range(2000):
+            _note(f"chunk {i}")
+            time.sleep(0.005)
+            yield i
+
+    def encode_response(self, outputs):
+        for o in outputs:
+            yield {"i": o}
