@@ -14,7 +14,7 @@ from ipc_children import DONE, REQ, STOP, claimer
 from ipc_support import recv
 
 from litserve.ipc import Arena, IPCError, Ring, SegmentNotFound, SlotTable
-from litserve.ipc.slots import CANCELLED, CLAIMED, FREE, MAX_WORKERS, POSTED
+from litserve.ipc.slots import ABANDONED, CANCELLED, CLAIMED, FREE, MAX_WORKERS, POSTED
 
 
 @pytest.fixture
@@ -149,7 +149,24 @@ def test_cancellation_race_each_request_is_claimed_xor_cancelled(name, spawn):
     assert set(lost) <= set(claimed), "a cancel failed but nobody had claimed the request"
     counts = f"{len(cancelled)} cancelled, {len(claimed)} claimed, {len(lost)} cancels lost"
     assert len(cancelled) > 0.05 * REQUESTS and len(claimed) > 0.05 * REQUESTS, counts
-    assert lost, f"no cancel ever lost to a claim: {counts}"
+    # Whether a cancel ever loses a photo finish depends on scheduling (it often does not
+    # on an idle machine); that outcome is pinned down deterministically in
+    # test_claim_then_cancel_fails_and_abandon_marks_it.
+
+
+def test_claim_then_cancel_fails_and_abandon_marks_it(table):
+    slot, seq = table.acquire()
+    table.post(slot, seq)
+    assert table.claim(slot, seq, worker=5)
+    assert not table.cancel(slot, seq), "a cancel must lose to an earlier claim"
+    assert not table.abandoned(slot, seq)
+    assert table.abandon(slot, seq)
+    assert table.abandoned(slot, seq)
+    assert table.state(slot) == (seq, 5, ABANDONED)  # the holder is kept ...
+    assert table.claimed_by(5) == [(slot, seq)]  # ... so a dead worker's requests are found
+    assert not table.abandon(slot, seq + 1), "only the current request can be abandoned"
+    table.release(slot)
+    assert table.abandoned(slot, seq), "a reused slot no longer belongs to the old request"
 
 
 def _start_claimers(spawn, names):
