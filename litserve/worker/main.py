@@ -27,6 +27,7 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
     board = P.Board(plan.name(P.board_role()))
     device = plan.devices[j]
     try:
+        _use_device(device)
         apis, specs = cloudpickle.loads(plan.apis_blob)
         for api in apis:
             api.device = device
@@ -45,3 +46,11 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
         board.set_worker(j, gen, P.STOPPED)
         runner.close()
         board.close()
+
+
+def _use_device(device: str) -> None:
+    """Make ``device`` the current CUDA device of this process (when it is one)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(int(device.split(":")[1]) if ":" in device else 0)

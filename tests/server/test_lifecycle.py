@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 import litserve as ls
@@ -180,3 +182,20 @@ def test_builtin_examples_serve(api, body, expected, tmp_path: Path):
         assert server.stop() == 0
     finally:
         server.kill_group()
+
+
+def test_two_fronts_share_the_port_and_both_serve():
+    with serve("basic:Echo", run_kwargs={"num_api_servers": 2}) as server:
+        kids = children(server.proc.pid)
+        fronts = [k for k in kids if alive(k)]
+        assert len(fronts) >= 4  # janitor, 2 fronts, 1 worker (+ helpers)
+        with ThreadPoolExecutor(8) as pool:
+            rs = list(pool.map(lambda i: httpx.post(server.url + "/predict", json={"i": i},
+                                                    timeout=30), range(64)))
+        assert [r.json()["value"]["i"] for r in rs] == list(range(64))
+        big = np.arange(100_000, dtype=np.float32)
+        for _ in range(4):  # large bodies through whichever front accepts them
+            r = httpx.post(server.url + "/predict", content=big.tobytes(), timeout=30,
+                           headers={"content-type": "application/octet-stream",
+                                    "x-tensor-dtype": "float32"})
+            assert r.json()["sum"] == float(big.astype(np.float64).sum())
