@@ -33,6 +33,11 @@ class Job:
     done: bool = field(default=False)
 
 
+# what _claim returns for a STOP record
+STOP = Job(P.RequestRecord(0, 0, P.STOP, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0),
+           None, {})  # type: ignore[arg-type]
+
+
 class HookError(Exception):
     """An error to send to the client: status, detail, headers."""
 
@@ -86,18 +91,18 @@ class Runner:
         """Run until a STOP record arrives."""
         while True:
             first = self._claim(self.requests.get(None))
+            if first is STOP:
+                return
             if first is None:
                 continue
-            if first is False:
-                return
             for api_index, jobs in self._collect(first).items():
                 self._run(self.apis[api_index], jobs)
 
-    def _claim(self, body: bytes) -> Job | None | bool:
-        """A claimed Job, None when the request was cancelled, False on STOP."""
+    def _claim(self, body: bytes) -> Job | None:
+        """A claimed Job, None when the request was cancelled, STOP to exit."""
         rec = P.RequestRecord.unpack(body)
         if rec.kind == P.STOP:
-            return False
+            return STOP
         link = self.fronts.get(rec.front)
         if link is None:
             link = self.fronts[rec.front] = FrontLink(self.plan, rec.front)
@@ -121,7 +126,7 @@ class Runner:
             if body is None:
                 break
             job = self._claim(body)
-            if job is False:
+            if job is STOP:
                 self.requests.put(body)  # let the STOP reach us after this batch
                 break
             if job is not None:
