@@ -30,7 +30,7 @@ class _Proto(asyncio.BufferedProtocol):
     def __init__(self) -> None:
         self.parser = Parser()
         self.scratch = memoryview(bytearray(SCRATCH))
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # asyncio's or uvloop's transport
         self.direct: memoryview | None = None  # a body buffer the loop receives into
         self.direct_pos = 0
         self.lost = False
@@ -41,7 +41,6 @@ class _Proto(asyncio.BufferedProtocol):
     # -- protocol callbacks ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -7,8 +7,10 @@ wrote was seen by the server, and each status the server sent was counted.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 from cli_support import ROOT, bench, check_plausible, delta, support
@@ -144,3 +146,39 @@ def test_https(tls_server: Any) -> None:
     assert r["ok"] == 5
     _, err = bench(tls_server.url, "-n", "5", "-c", "1", expect_rc=2)
     assert "CERTIFICATE_VERIFY_FAILED" in err
+
+
+def test_open_loop_overload_queues_then_drops(server: Any) -> None:
+    """One connection, 0.3 s per answer, 40 arrivals/s: queued arrivals count their wait,
+    those still queued at the end are dropped, never sent."""
+    before = server.stats()
+    r, _ = bench(server.url + "/slow?delay=0.3", "--rate", "40", "-c", "1", "-d", "1",
+                 "--warmup", "0")
+    assert 2 <= r["requests"] <= 6 and r["ok"] == r["requests"]
+    assert r["dropped"] >= 10
+    assert delta(before, server.stats(), "/slow") == r["sent_total"] == r["requests"]
+    assert r["latency_ms"]["max"] >= 450  # waited for the connection, then 0.3 s
+
+
+def test_ctrl_c_stops_early_with_a_summary(server: Any) -> None:
+    cmd = [sys.executable, "-m", "litserve", "bench", server.url, "-d", "60", "-c", "2",
+           "--warmup", "0", "--json", "-", "--no-progress"]
+    before = server.stats()["counts"].get("/predict", 0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while server.stats()["counts"].get("/predict", 0) < before + 100:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the bench never sent 100 requests"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    r = json.loads(out)
+    assert r["requests"] >= 100 and r["errors"] == 0 and r["elapsed_s"] < 30
+    assert server.stats()["counts"]["/predict"] - before == r["sent_total"]

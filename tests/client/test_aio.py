@@ -165,3 +165,21 @@ def test_https(tls_server: ServerProcess) -> None:
         assert [i async for i in c.stream({"n": 2}, path="/stream")] == [{"i": 0}, {"i": 1}]
 
     run(tls_server, body, ssl_context=trusted)
+
+
+def test_under_uvloop(server: ServerProcess) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    x = np.arange(3 << 20, dtype=np.float64)  # 24 MiB: received through get_buffer
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as c:
+            assert same(await c.predict(x), x)
+            assert [i async for i in c.stream({"n": 2}, path="/stream")] == [{"i": 0}, {"i": 1}]
+            with pytest.raises(HTTPStatusError):
+                await c.predict({}, path="/fail")
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 60))
+    finally:
+        loop.close()
