@@ -110,7 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a request without an answer after S seconds counts as a timeout "
                         "error. Default: 30")
     g.add_argument("--loop", choices=LOOPS, default="auto",
-                   help="event loop of the generators. Default: auto (uvloop if installed)")
+                   help="event loop of the generators. Default: auto (uvloop if installed), "
+                        "e.g. --loop asyncio")
     g.add_argument("--seed", type=int, default=0,
                    help="seed of --rate arrivals and random tensors. Default: 0")
     g = p.add_argument_group("output")
@@ -155,13 +156,13 @@ def _headers(args: argparse.Namespace) -> list[tuple[str, str]]:
     return out
 
 
-def _tensors(specs: list[str]) -> dict[str, Any]:
+def _tensors(specs: list[str], seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for spec in specs:
+    for i, spec in enumerate(specs):
         name, sep, rest = spec.partition("=")
         if not sep and len(specs) > 1:
             raise BenchError(f"--tensor {spec!r}: name each of several tensors, e.g. image={spec}")
-        out[name if sep else ""] = payloads.parse_tensor_spec(rest if sep else spec)
+        out[name if sep else ""] = payloads.parse_tensor_spec(rest if sep else spec, seed + i)
     return out
 
 
@@ -178,8 +179,9 @@ def build_payload(args: argparse.Namespace) -> tuple[payloads.Payload, Any]:
             args.data.encode() if args.data is not None else None)
         if data is not None:
             json.loads(data)
+        tensors = _tensors(args.tensor, args.seed) if args.tensor else None
         payload = payloads.build(
-            kind, endpoint, data=data, tensors=_tensors(args.tensor) if args.tensor else None,
+            kind, endpoint, data=data, tensors=tensors,
             tensor_format=args.tensor_format, prompt=args.prompt, model=args.model,
             max_tokens=args.max_tokens, headers=_headers(args), accept=args.accept,
             expect=args.expect, stream=args.stream)

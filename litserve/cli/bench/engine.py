@@ -75,7 +75,8 @@ class Conn(asyncio.Protocol):
         self.parts: list[bytes] | None = None
         self.ctype = ""
         self.headers: dict[str, str] = {}
-        self.parser: Parser | None = None
+        # streams always go through the parser, which sees chunk boundaries
+        self.parser: Parser | None = Parser() if engine.payload.stream else None
         self.last_chunk = 0
 
     # -- asyncio callbacks -----------------------------------------------------------

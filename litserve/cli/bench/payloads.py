@@ -111,7 +111,7 @@ def _differ(got: Any, want: Any) -> str:
 
 # -- building the request ------------------------------------------------------------
 
-def parse_tensor_spec(spec: str) -> Any:
+def parse_tensor_spec(spec: str, seed: int = 0) -> Any:
     """``1080x1920x3:float32`` (random values), ``224x224x3`` (float32) or ``FILE.npy``."""
     import numpy as np
 
@@ -127,13 +127,13 @@ def parse_tensor_spec(spec: str) -> Any:
         dtype = np.dtype(m[2] or "float32")
     except TypeError:
         raise ValueError(f"--tensor {spec!r}: {m[2]!r} is not a NumPy dtype") from None
-    return random_array(shape, dtype)
+    return random_array(shape, dtype, seed)
 
 
-def random_array(shape: tuple[int, ...], dtype: Any) -> Any:
+def random_array(shape: tuple[int, ...], dtype: Any, seed: int = 0) -> Any:
     import numpy as np
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     if dtype.kind == "b":
         return rng.integers(0, 2, shape).astype(bool)
     if dtype.kind in "iu":
