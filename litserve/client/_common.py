@@ -142,6 +142,10 @@ class BaseClient:
                              headers)
 
     def _error(self, head: Head, body: bytes, path: str | None) -> HTTPStatusError:
+        """The exception for a 3xx/4xx/5xx answer (redirects are not followed)."""
         url = self.endpoint.origin + (path or self.endpoint.path)
-        return HTTPStatusError(head.status, _body.error_detail(head.content_type, body), url,
-                               head.headers, body)
+        detail = _body.error_detail(head.content_type, body)
+        if head.status < 400:
+            where = head.headers.get("location", "?")
+            detail = f"redirected to {where}; the client does not follow redirects, use that URL"
+        return HTTPStatusError(head.status, detail, url, head.headers, body)

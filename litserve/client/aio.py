@@ -260,7 +260,7 @@ class AsyncClient(BaseClient):
         await proto.send(head_bytes, pieces)
         head = await proto.event()
         assert isinstance(head, Head)
-        if head.status >= 400:
+        if head.status >= 300:
             body = bytes(await proto.read_body(head, MAX_ERROR_BODY))
             self._checkin(proto, head)
             raise self._error(head, body, path)

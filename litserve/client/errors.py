@@ -13,7 +13,7 @@ class ClientError(Exception):
 
 
 class HTTPStatusError(ClientError):
-    """The server answered with a 4xx or 5xx status."""
+    """The server answered with a 4xx or 5xx status (or a 3xx redirect, not followed)."""
 
     def __init__(self, status_code: int, detail: str, url: str = "",
                  headers: dict[str, str] | None = None, body: bytes = b"") -> None:

@@ -223,7 +223,7 @@ class Client(BaseClient):
             with _io_errors(deadline, self.endpoint):
                 conn.send(head_bytes, pieces, deadline)
                 head = conn.event(deadline)
-                if head.status >= 400:
+                if head.status >= 300:
                     body = bytes(conn.read_body(head, deadline, MAX_ERROR_BODY))
                 else:
                     buf = conn.read_body(head, deadline)
@@ -231,7 +231,7 @@ class Client(BaseClient):
             conn.close()
             raise
         self._checkin(conn, head)
-        if head.status >= 400:
+        if head.status >= 300:
             raise self._error(head, body, path)
         return _body.decode(head.content_type, head.headers, buf)
 
@@ -244,7 +244,7 @@ class Client(BaseClient):
             with _io_errors(deadline, self.endpoint):
                 conn.send(head_bytes, pieces, deadline)
                 head = conn.event(deadline)
-                if head.status >= 400:
+                if head.status >= 300:
                     body = bytes(conn.read_body(head, deadline, MAX_ERROR_BODY))
                     raise self._error(head, body, path)
             decoder = StreamDecoder(head.content_type, head.chunked)

@@ -16,6 +16,7 @@ Routes:
   POST /flaky                  every 3rd request -> 500, else like /predict
   POST /slow?delay=S           answers {"slept": S} after S seconds
   POST /close                  answers with "Connection: close"
+  POST /predict/               307 to /predict (Starlette's trailing-slash redirect)
   GET  /conn                   {"client": [host, port]}: which connection carried the request
   GET  /headers                the request headers
 With env LIT_SERVER_API_KEY set, every route needs header X-API-Key.

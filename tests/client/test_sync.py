@@ -254,3 +254,10 @@ def test_https(tls_server: ServerProcess) -> None:
         assert list(c.stream({"n": 2}, path="/stream")) == [{"i": 0}, {"i": 1}]
     with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         Client(tls_server.url).predict({"input": 1})
+
+
+def test_redirects_are_errors_not_answers(client: Client) -> None:
+    with pytest.raises(HTTPStatusError, match="redirected to .*/predict;") as info:
+        client.predict({"input": 2}, path="/predict/")
+    assert info.value.status_code == 307
+    assert client.predict({"input": 2}) == {"output": 4}
