@@ -97,6 +97,7 @@ def test_timeouts_are_counted_not_retried(server: Any) -> None:
     r, _ = bench(server.url + "/slow?delay=3", "-n", "4", "-c", "2", "--warmup", "0",
                  "--timeout", "0.3", expect_rc=1)
     assert r["errors_by_kind"] == {"timeout": 4} and r["sent_total"] == 4
+    assert r["first_error"] == "timeout: no answer within 0.3 s"
     assert delta(before, server.stats(), "/slow") == 4
 
 

@@ -396,6 +396,7 @@ class Engine:
             st.requests += 1
             st.kinds[kind] += 1
             st.last_ns = now_ns()
+            st.first_error = st.first_error or (f"{kind}: {why}" if why else kind)
         else:
             st.warmup += 1
         conn.dead = True
@@ -420,14 +421,14 @@ class Engine:
     async def _reconnect(self) -> None:
         try:
             conn = await self._open()
-        except (OSError, asyncio.TimeoutError):
-            await self._connect_failed()
+        except (OSError, asyncio.TimeoutError) as exc:
+            await self._connect_failed(f"{type(exc).__name__}: {exc}")
             return
         self.pending_connects -= 1
         self._next(conn)
         self._maybe_finish()
 
-    async def _connect_failed(self) -> None:
+    async def _connect_failed(self, why: str) -> None:
         """A failed connect counts as a failed request; the next attempt is a new one."""
         now = now_ns()
         if self.may_issue(now):
@@ -435,6 +436,7 @@ class Engine:
                 self.stats.requests += 1
                 self.stats.kinds["connect"] += 1
                 self.stats.last_ns = now
+                self.stats.first_error = self.stats.first_error or f"connect: {why}"
             else:
                 self.stats.warmup += 1
             await asyncio.sleep(0.05)
@@ -451,7 +453,7 @@ class Engine:
         limit = int(self.cfg.timeout_s * 1e9)
         for conn in self.conns:
             if conn.busy and now - conn.sent_ns > limit:
-                self.fail(conn, "timeout")
+                self.fail(conn, "timeout", f"no answer within {self.cfg.timeout_s:g} s")
         self.conns = [c for c in self.conns if not c.dead]
         if self.progress is not None:
             self._publish()

@@ -37,6 +37,8 @@ def summary(stats: Stats, setup: dict[str, Any]) -> dict[str, Any]:
         out["inter_chunk_ms"] = stats.gaps.summary_ms()
     if stats.wrong_example:
         out["first_wrong_answer"] = stats.wrong_example
+    if stats.first_error:
+        out["first_error"] = stats.first_error
     out["client_cpu_s"] = round(stats.cpu_s, 3)
     return out
 
@@ -88,6 +90,8 @@ def render(s: dict[str, Any]) -> str:
         ]
     if s.get("first_wrong_answer"):
         lines.append(f"  wrong answer   {s['first_wrong_answer']}")
+    if s.get("first_error"):
+        lines.append(f"  first error    {s['first_error']}")
     if s["dropped"]:
         lines.append(f"  dropped        {s['dropped']:,} arrivals found every connection busy "
                      "and were never sent (raise --concurrency)")

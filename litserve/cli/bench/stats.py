@@ -113,6 +113,7 @@ class Stats:
     last_ns: int = 0  # end of the last measured request
     cpu_s: float = 0.0
     wrong_example: str = ""
+    first_error: str = ""  # the first error without a status, with its reason
 
     @property
     def errors(self) -> int:
@@ -145,3 +146,4 @@ class Stats:
             self.first_ns or other.first_ns) else 0
         self.last_ns = max(self.last_ns, other.last_ns)
         self.wrong_example = self.wrong_example or other.wrong_example
+        self.first_error = self.first_error or other.first_error
