@@ -145,6 +145,7 @@ class Plan:
     log_level: str = "info"
     api_key: str | None = None
     healthcheck_path: str = "/health"
+    reuse_port: bool = False  # each front binds its own SO_REUSEPORT socket
     token: str = field(default_factory=names.new_token)
     request_arena_bytes: int = 256 * MiB
     response_arena_bytes: int = 256 * MiB

@@ -170,6 +170,11 @@ class Board:
     def all_workers_ready(self) -> bool:
         return all(self.worker(j)[1] == READY for j in range(self.workers))
 
+    def all_ready(self) -> bool:
+        """Every worker finished setup and every front is accepting connections."""
+        return self.all_workers_ready() and all(
+            self.front(i) == READY for i in range(self.fronts))
+
     @property
     def shutting_down(self) -> bool:
         return _shm.load64(self._buf, 24) != 0

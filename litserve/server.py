@@ -28,6 +28,7 @@ from .config import (
 from .errors import ConfigError
 
 log = logging.getLogger("litserve")
+REUSE_PORT_DEFAULT = True  # see bench/RESULTS.md, "Spreading connections over fronts"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -108,17 +109,23 @@ class LitServer:
 
     def run(self, host: str = "0.0.0.0", port: int = 8000, num_api_servers: int | None = None,
             log_level: str = "info", generate_client_file: bool = True,
-            **uvicorn_kwargs: Any) -> None:
-        """Start fronts and workers and serve until Ctrl+C / SIGTERM."""
+            reuse_port: bool | None = None, **uvicorn_kwargs: Any) -> None:
+        """Start fronts and workers and serve until Ctrl+C / SIGTERM.
+
+        With several fronts (``num_api_servers``), ``reuse_port`` makes each front bind
+        its own SO_REUSEPORT socket so the kernel spreads connections evenly; otherwise
+        they accept from one shared socket.
+        """
         from .supervisor import Supervisor
 
         for key in ("api_server_worker_type", "pretty_logs"):
             uvicorn_kwargs.pop(key, None)  # upstream options with no meaning here
         plan = self.plan(host, port, num_api_servers, log_level, **uvicorn_kwargs)
+        plan.reuse_port = bool(reuse_port) if reuse_port is not None else REUSE_PORT_DEFAULT
         logging.basicConfig(level=log_level.upper() if log_level != "trace" else "DEBUG",
                             format="%(levelname)s:     %(message)s")
         try:
-            sock = bind(host, port)
+            sock = bind(host, port, listen=not plan.reuse_port)
         except ConfigError as exc:
             print(f"litserve: {exc}", file=sys.stderr)
             sys.exit(1)
@@ -171,17 +178,22 @@ def _paths(route: RouteOptions) -> list[str]:
     return [ep.path for ep in route.spec.endpoints() if "POST" in ep.methods]
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, listen: bool = True) -> socket.socket:
+    """The server's socket.  Not listening (``listen=False``) it only reserves the port
+    for fronts that bind their own SO_REUSEPORT sockets."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if not listen:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc}"
         raise ConfigError(f"port {port} on {host} {why}") from None
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 

@@ -78,7 +78,8 @@ class Supervisor:
     def _start(self) -> None:
         me = os.getpid()
         for i in range(self.plan.fronts):
-            p = self.ctx.Process(target=front_main, args=(self.plan, i, self.sock, me),
+            sock = None if self.plan.reuse_port else self.sock
+            p = self.ctx.Process(target=front_main, args=(self.plan, i, sock, me),
                                  name=f"litserve-front-{i}")
             p.start()
             self.fronts.append(p)
@@ -104,9 +105,7 @@ class Supervisor:
                 if p.exitcode is not None:
                     raise StartupError(f"litserve: HTTP front {i} exited with code {p.exitcode} "
                                        "during start-up; stopping")
-            if self.board.all_workers_ready() and all(
-                self.board.front(i) == P.READY for i in range(self.plan.fronts)
-            ):
+            if self.board.all_ready():
                 return True
             self._wait([p.sentinel for p in self.workers + self.fronts], 0.05)
         return False

@@ -117,7 +117,7 @@ class Front:
                 return await _send(send, route.error(405, f"{path} accepts {allowed}"))
             return await self._spec(route, path, method, headers, receive, send)
         if path == self.plan.healthcheck_path and method in ("GET", "HEAD"):
-            ready = self.board.all_workers_ready()
+            ready = self.board.all_ready()
             body = b"ok" if ready else b"not ready"
             return await _send(send, Reply(P.RESULT, 200 if ready else 503, P.CT_TEXT, b"", body))
         return await _send(send, _json(404, "Not Found"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -33,7 +34,9 @@ class _FrontServer(uvicorn.Server):
             self._log_started_message(sockets)  # uvicorn skips it for inherited sockets
 
 
-def front_main(plan: Plan, index: int, sock: socket.socket, parent: int) -> None:
+def front_main(plan: Plan, index: int, sock: socket.socket | None, parent: int) -> None:
+    """Serve HTTP on ``sock`` (shared by all fronts), or on a socket of our own bound with
+    SO_REUSEPORT when ``sock`` is None, so the kernel spreads connections evenly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if set_parent_death_signal(signal.SIGTERM) != parent:
         os._exit(1)
@@ -51,7 +54,21 @@ def front_main(plan: Plan, index: int, sock: socket.socket, parent: int) -> None
         server.should_exit = True
 
     signal.signal(signal.SIGTERM, stop)
+    if sock is None:
+        sock = own_socket(plan.host, plan.port)
     try:
         server.run(sockets=[sock])
     finally:
+        logging.getLogger("uvicorn.error").info(
+            "litserve: front %d served %d requests", index, server.server_state.total_requests)
         front.close()
+
+
+def own_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
