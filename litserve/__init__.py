@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .api import LitAPI
-from .server import LitServer
+if TYPE_CHECKING:
+    from .api import LitAPI
+    from .client import AsyncClient, Client
+    from .server import LitServer
 
 __version__ = "0.1.0"
 
@@ -18,6 +20,10 @@ def __getattr__(name: str) -> Any:
     # stays light for clients
     import importlib
 
+    if name == "LitAPI":
+        return importlib.import_module(".api", __name__).LitAPI
+    if name == "LitServer":
+        return importlib.import_module(".server", __name__).LitServer
     if name in ("examples", "test_examples", "specs", "wire", "errors"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("Client", "AsyncClient"):

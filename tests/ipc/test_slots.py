@@ -148,7 +148,8 @@ def test_cancellation_race_each_request_is_claimed_xor_cancelled(name, spawn):
     assert sorted(skipped) == sorted(cancelled), "a cancelled request was not skipped"
     assert set(lost) <= set(claimed), "a cancel failed but nobody had claimed the request"
     counts = f"{len(cancelled)} cancelled, {len(claimed)} claimed, {len(lost)} cancels lost"
-    assert len(cancelled) > 0.05 * REQUESTS and len(claimed) > 0.05 * REQUESTS, counts
+    # the mix depends on scheduling (a busy machine lets claimers win most races)
+    assert cancelled and claimed, counts
     # Whether a cancel ever loses a photo finish depends on scheduling (it often does not
     # on an idle machine); that outcome is pinned down deterministically in
     # test_claim_then_cancel_fails_and_abandon_marks_it.
