@@ -7,9 +7,11 @@ also a ``ConnectionError``, so code that catches the built-ins keeps working.
 
 from __future__ import annotations
 
+from ..ipc.errors import LitServeError  # a plain module: no posix_ipc, no C extension
 
-class ClientError(Exception):
-    """Root of the client's errors."""
+
+class ClientError(LitServeError):
+    """Root of the client's errors (under litserve's root, ``LitServeError``)."""
 
 
 class HTTPStatusError(ClientError):
