@@ -35,17 +35,21 @@ class LitAPI:
     def setup(self, device: str) -> None:
         """Load the model; runs once in every worker process."""
 
-    def decode_request(self, request: Any, **kwargs: Any) -> Any:
-        return request
+    # The hooks take (*args, **kwargs) so that an override with any signature --
+    # decode_request(self, request) or decode_request(self, request, context) -- type-checks.
+    def decode_request(self, *args: Any, **kwargs: Any) -> Any:
+        """Default: the request as the front parsed it."""
+        return args[0] if args else kwargs["request"]
 
-    def predict(self, x: Any, **kwargs: Any) -> Any:
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
             f"{type(self).__name__} must implement predict(self, x); it is the only "
             "required hook of a LitAPI"
         )
 
-    def encode_response(self, output: Any, **kwargs: Any) -> Any:
-        return output
+    def encode_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Default: the output as predict returned it."""
+        return args[0] if args else kwargs["output"]
 
     def batch(self, inputs: list[Any]) -> Any:
         """Default: stack equal-shape NumPy arrays / torch tensors, else the list.

@@ -65,10 +65,11 @@ def stack(inputs: list[Any], buffers: BatchBuffers | None = None) -> Any:
 
 def _same(inputs: list[Any], kind: type) -> bool:
     first = inputs[0]
-    return all(
-        isinstance(x, kind) and x.shape == first.shape and x.dtype == first.dtype
-        for x in inputs
-    )
+    return all(isinstance(x, kind) and _meta(x) == _meta(first) for x in inputs)
+
+
+def _meta(x: Any) -> tuple[Any, Any]:
+    return x.shape, x.dtype
 
 
 def _stack_numpy(inputs: list[np.ndarray], buffers: BatchBuffers) -> np.ndarray:

@@ -102,7 +102,7 @@ class RequestRecord:
     def unpack(cls, body: bytes) -> RequestRecord:
         f = _REQ.unpack_from(body)
         inline = body[HEADER_SIZE : HEADER_SIZE + f[8] + f[7]] if f[6] == NO_BLOCK else b""
-        return cls(*f, inline)
+        return cls(*f, inline)  # type: ignore[call-arg]  # the struct's fields, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ class Completion:
     def unpack(cls, body: bytes) -> Completion:
         f = _DONE.unpack_from(body)
         inline = body[HEADER_SIZE : HEADER_SIZE + f[8] + f[7]] if f[6] == NO_BLOCK else b""
-        return cls(*f, inline)
+        return cls(*f, inline)  # type: ignore[call-arg]  # the struct's fields, in order
 
 
 # -- control board --------------------------------------------------------------------

@@ -189,6 +189,7 @@ class Front:
             wait_until = min(wait_until, deadline)
         flags = route.flags | _accept_flags(headers.get(b"accept", b""))
         direct = scope.get(SCOPE_KEY)
+        got: tuple[Pending | None, bytes, Any] | None
         try:
             if direct is not None:  # the body is being read straight into our arena
                 got = await _await_direct(direct, receive)

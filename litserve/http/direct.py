@@ -71,7 +71,7 @@ def protocol_class(placer: Placer) -> type[asyncio.Protocol]:
                 return
             length = _content_length(self.headers)
             if length:
-                d = placer(self.scope, length)
+                d = placer(self.scope, length)  # type: ignore[arg-type]  # HTTPScope is a dict
                 if d is not None:
                     d.bypass = True  # what the parser has not seen goes straight to d.view
                     self._direct = d

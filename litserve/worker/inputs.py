@@ -55,11 +55,13 @@ def parse_form(body: Any, content_type: str) -> Any:
     if ctype == b"application/x-www-form-urlencoded":
         from urllib.parse import parse_qsl
 
-        return FormData(parse_qsl(bytes(body).decode("latin-1"), keep_blank_values=True))
+        pairs: list[tuple[str, str | UploadFile]] = list(
+            parse_qsl(bytes(body).decode("latin-1"), keep_blank_values=True))
+        return FormData(pairs)
     boundary = params.get(b"boundary")
     if not boundary:
         raise ValueError("multipart body without a boundary in its Content-Type")
-    items: list[tuple[str, Any]] = []
+    items: list[tuple[str, str | UploadFile]] = []
     state: dict[str, Any] = {}
 
     def on_part_begin() -> None:

@@ -108,7 +108,7 @@ def _binary(output: Any, flags: int) -> Encoded | None:
 
 
 def _bytes_view(arr: np.ndarray) -> memoryview:
-    return memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
+    return arr.reshape(-1).view(np.uint8).data if arr.size else memoryview(b"")
 
 
 def _is_response(output: Any) -> bool:

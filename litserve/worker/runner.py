@@ -219,7 +219,8 @@ class Runner:
             y = api.call("predict", x, [job.context for job in jobs])
             if inspect.isgenerator(y):
                 for step in y:
-                    for job, out in zip(jobs, step, strict=False):
+                    outs: list[Any] = list(step)  # type: ignore[call-overload]
+                    for job, out in zip(jobs, outs, strict=False):
                         self._spec_outputs(api, job, iter([out]), True)
             else:
                 ys = api.unbatch(y)
