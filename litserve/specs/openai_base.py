@@ -99,12 +99,13 @@ class OpenAIBase(LitSpec):
 
     # -- start-up (main process) ------------------------------------------------------------
     def check_api(self, api: Any) -> None:
-        if self.model_name is None:
+        if getattr(self, "model_name", None) is None:
             given = getattr(api, "model_name", None)
             self.model_name = given if isinstance(given, str) and given else type(api).__name__
 
     def served_name(self) -> str:
-        return self.model_name or type(self).__name__
+        # getattr: a subclass may define __init__ without calling ours
+        return getattr(self, "model_name", None) or type(self).__name__
 
     # -- front --------------------------------------------------------------------------------
     def bind(self, specs: list[Any]) -> None:
@@ -142,7 +143,8 @@ class OpenAIBase(LitSpec):
         return orjson.dumps(error_document(status, detail), default=str)
 
     def _names(self) -> list[str]:
-        return list(dict.fromkeys(peer.served_name() for peer in self._peers))
+        peers = getattr(self, "_peers", None) or [self]
+        return list(dict.fromkeys(peer.served_name() for peer in peers))
 
     def _models(self, path: str) -> Immediate:
         cards = [{"id": name, "object": "model", "created": int(time.time()),

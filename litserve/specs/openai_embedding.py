@@ -144,7 +144,7 @@ class OpenAIEmbeddingSpec(OpenAIBase):
         return [item for items in per_request for item in items]
 
     def unbatch(self, output: Any) -> list[Any]:
-        sizes, self._sizes = self._sizes, None
+        sizes, self._sizes = getattr(self, "_sizes", None), None
         if sizes is None:
             return list(output)
         rows = as_rows(output["embeddings"] if isinstance(output, dict) else output)

@@ -180,3 +180,15 @@ def test_reachable_names() -> None:
     assert ls.OpenAISpec is ls.specs.OpenAISpec is openai_module.OpenAISpec
     assert ls.OpenAIEmbeddingSpec is ls.specs.OpenAIEmbeddingSpec
     assert openai_module.ChatCompletionRequest is ls.specs.ChatCompletionRequest
+
+
+def test_subclass_with_its_own_init() -> None:
+    class Spec(OpenAISpec):
+        def __init__(self) -> None:  # forgets super().__init__()
+            self.extra = 1
+
+    spec = Spec()
+    ls.LitServer(Yields(), spec=spec)
+    assert spec.served_name() == "Yields"
+    assert [e.path for e in spec.endpoints()] == [
+        "/v1/chat/completions", "/v1/models", "/v1/models/Yields"]
