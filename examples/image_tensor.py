@@ -3,7 +3,8 @@
 The image travels as raw bytes, no JSON or base64: ``Content-Type: application/octet-stream``
 with ``X-Tensor-Dtype`` and ``X-Tensor-Shape`` headers (or an ``application/x-npy`` file).
 The HTTP front reads the body straight into shared memory and ``decode_request`` receives
-a zero-copy NumPy array (a view of that shared memory, valid until the response is sent). A JSON body ``{"image": [[[r, g, b], ...], ...]}``
+a zero-copy NumPy array (a view of that shared memory, valid until the response is
+sent). A JSON body ``{"image": [[[r, g, b], ...], ...]}``
 works too, for clients that can only send JSON.
 
     python examples/image_tensor.py
