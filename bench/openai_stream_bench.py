@@ -145,7 +145,9 @@ class Server:
             self.proc = subprocess.Popen(
                 [str(python), __file__, "--serve", str(tokens), str(self.port),
                  str(int(fast_queue))],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT / "bench")
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT / "bench",
+                start_new_session=True)  # its own process group: upstream's children
+                                         # outlive their parent, so stop() ends the group
         self._wait_health()
 
     def _wait_health(self, timeout: float = 90.0) -> None:
@@ -164,13 +166,25 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError("server never answered /health with 200")
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the server's process group; SIGKILL what is left after ``timeout``."""
+        group = self.proc.pid
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _group_alive(group) and time.monotonic() < deadline:
+            self.proc.poll()  # reap the leader
+            time.sleep(0.05)
+        if _group_alive(group):
+            os.killpg(group, signal.SIGKILL)
+        self.proc.wait(5)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def free_port() -> int:
