@@ -692,7 +692,10 @@ def main(argv: list[str] | None = None) -> int:
     impls = [args.only] if args.only else ["upstream", "ours"]
     for impl in impls:
         print(f"{impl:8s} {IMPLS[impl]}: litserve {describe(impl)}")
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    rev = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"ours at {rev or 'unknown revision'}; load average before: {os.getloadavg()[0]:.2f}")
     results = []
     for scenario in args.scenarios.split(","):
         for _ in range(args.repeat):  # alternate implementations so drift hits both alike
