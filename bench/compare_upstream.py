@@ -665,7 +665,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--py-spy", default=str(ROOT / "bench" / ".venv-upstream" / "bin" / "py-spy"))
     p.add_argument("--start-timeout", type=float, default=120.0, help="seconds to wait for /health")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--upstream-python", type=Path, default=IMPLS["upstream"])
+    p.add_argument("--ours-python", type=Path, default=IMPLS["ours"])
     args = p.parse_args(argv)
+    IMPLS.update(upstream=args.upstream_python, ours=args.ours_python)
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
         p.error(f"--scenarios {','.join(sorted(unknown))}: use any of {', '.join(SCENARIOS)}")
