@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any
 
@@ -10,6 +9,7 @@ import orjson
 
 from .. import protocol as P
 from .. import wire
+from .forms import parse_form
 
 
 def payload(rec: P.RequestRecord, arena_buf: memoryview | None) -> tuple[dict[str, Any], Any]:
@@ -44,61 +44,3 @@ def request_object(rec: P.RequestRecord, meta: dict[str, Any], body: Any, model:
     if kind == P.FORM:
         return parse_form(body, meta["content_type"])
     raise ValueError(f"unknown request kind {kind}")
-
-
-def parse_form(body: Any, content_type: str) -> Any:
-    """A Starlette ``FormData`` (fields as str, files as ``UploadFile``) from a body."""
-    from python_multipart.multipart import MultipartParser, parse_options_header
-    from starlette.datastructures import FormData, Headers, UploadFile
-
-    ctype, params = parse_options_header(content_type)
-    if ctype == b"application/x-www-form-urlencoded":
-        from urllib.parse import parse_qsl
-
-        pairs: list[tuple[str, str | UploadFile]] = list(
-            parse_qsl(bytes(body).decode("latin-1"), keep_blank_values=True))
-        return FormData(pairs)
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise ValueError("multipart body without a boundary in its Content-Type")
-    items: list[tuple[str, str | UploadFile]] = []
-    state: dict[str, Any] = {}
-
-    def on_part_begin() -> None:
-        state.update(headers=[], data=io.BytesIO(), field=b"", value=b"")
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"].append((state["field"].decode().lower(), state["value"].decode()))
-        state["field"], state["value"] = b"", b""
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        state["data"].write(data[start:end])
-
-    def on_part_end() -> None:
-        headers = dict(state["headers"])
-        _, disp = parse_options_header(headers.get("content-disposition", ""))
-        name = disp.get(b"name", b"").decode()
-        filename = disp.get(b"filename")
-        data = state["data"]
-        if filename is None:
-            items.append((name, data.getvalue().decode("utf-8", "replace")))
-        else:
-            data.seek(0)
-            items.append((name, UploadFile(data, filename=filename.decode(),
-                                           headers=Headers(headers))))
-
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
-        "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
-    parser.write(bytes(body))
-    parser.finalize()
-    return FormData(items)
-

@@ -15,6 +15,7 @@ from ..batching import BatchBuffers, stack
 from ..config import Plan, RouteOptions
 from ..ipc import PayloadTooLarge, Ring, RingEmpty
 from . import inputs, outputs
+from .forms import FormError
 from .links import FrontLink, OutArena
 
 log = logging.getLogger("litserve.worker")
@@ -158,7 +159,7 @@ class Runner:
                 raw = api.spec.parse(bytes(body))
                 job.state = api.spec.start(raw, job.context, bool(job.rec.flags & P.STREAM))
             else:
-                raw = inputs.request_object(job.rec, meta, body, api.model)
+                raw = _wire_object(job.rec, meta, body, api.model)
             job.raw = raw
             job.request = api.call("decode_request", raw, job.context)
             return True
@@ -318,6 +319,14 @@ class Runner:
             link.close()
         self.out.close()
         self.requests.close()
+
+
+def _wire_object(rec: P.RequestRecord, meta: dict[str, Any], body: Any, model: Any) -> Any:
+    """The parsed body; a body the front could not check (a form) that is malformed -> 400."""
+    try:
+        return inputs.request_object(rec, meta, body, model)
+    except FormError as exc:
+        raise HookError(400, str(exc)) from None
 
 
 def _close(*generators: Any) -> None:

@@ -228,3 +228,21 @@ def test_client_that_leaves_mid_body_frees_its_reservation(echo):
     finally:
         slots.close()
     assert echo.post(json={"after": 1}).status_code == 200
+
+
+def test_large_multipart_file_arrives_intact(echo):
+    import hashlib
+
+    data = np.random.default_rng(1).integers(0, 256, 5_000_000, dtype=np.uint8).tobytes()
+    r = echo.post(data={"tag": "big"}, files={"file": ("big.bin", data)})
+    assert r.json() == {"kind": "form", "items": {
+        "tag": "big", "file": {"filename": "big.bin", "size": len(data)}}}
+    r = echo.post(files={"file": ("x.bin", data)}, data={"sha": hashlib.sha256(data).hexdigest()})
+    assert r.status_code == 200
+
+
+def test_malformed_multipart_is_a_400(echo):
+    r = echo.post(content=b"--zz\r\nbroken", headers={
+        "content-type": "multipart/form-data; boundary=zz"})
+    assert r.status_code == 400
+    assert "multipart" in r.json()["detail"]
