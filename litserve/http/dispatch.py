@@ -18,6 +18,7 @@ from .. import protocol as P
 from ..config import Plan
 from ..ipc import Arena, Ring, RingFull, SlotTable
 from ..ipc.errors import SegmentNotFound
+from ..ipc.slots import POSTED
 
 log = logging.getLogger("litserve.front")
 
@@ -35,10 +36,11 @@ class Reply:
 class Pending:
     """A request posted by this front and not yet ended."""
 
-    __slots__ = ("slot", "seq", "block", "replies", "waiter", "abandoned", "timer")
+    __slots__ = ("slot", "seq", "block", "replies", "waiter", "abandoned", "timer", "record")
 
     def __init__(self, slot: int, seq: int, block: int | None) -> None:
         self.slot, self.seq, self.block = slot, seq, block
+        self.record = b""  # the descriptor as posted (re-posted if a worker dies)
         self.replies: deque[Reply] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.abandoned = False
@@ -121,7 +123,7 @@ class Dispatcher:
     async def post(self, pending: Pending, rec: P.RequestRecord, deadline: float) -> None:
         """Publish the request: slot POSTED, then the record on the request ring."""
         self.slots.post(pending.slot, pending.seq)
-        body = rec.pack()
+        body = pending.record = rec.pack()
         self.pending[pending.slot] = pending
         while True:
             try:
@@ -228,6 +230,22 @@ class Dispatcher:
                 continue
             self._end(pending)
             pending.push(Reply(P.ERROR, 500, P.CT_JSON, b"", body))
+        self._repost_unclaimed()
+
+    def _repost_unclaimed(self) -> None:
+        """Post again every request still waiting for a worker.
+
+        A worker that died between taking a descriptor off the ring and claiming its slot
+        took the only copy with it.  Duplicates are harmless: the first worker to claim
+        the slot wins the CAS and every other copy fails its claim and is skipped.
+        """
+        for pending in list(self.pending.values()):
+            seq, _, state = self.slots.state(pending.slot)
+            if state == POSTED and seq == pending.seq and pending.record:
+                try:
+                    self.requests.put(pending.record, timeout=0)
+                except RingFull:
+                    return  # the ring is full of waiting requests; the rest stay queued
 
     def close(self) -> None:
         try:

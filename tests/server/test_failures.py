@@ -110,3 +110,23 @@ def test_empty_and_tiny_bodies(size):
         r = server.post(content=b"7" * size, headers={"content-type": "application/json"})
         assert r.status_code == 200
         assert r.json()["value"] == (None if size == 0 else 7)
+
+
+def test_requests_queued_behind_a_dead_worker_are_each_predicted_once(tmp_path: Path):
+    """After a worker dies the front re-posts waiting requests; duplicates are skipped."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)}) as server:
+        with ThreadPoolExecutor(6) as pool:
+            doomed = pool.submit(server.post, json={"tag": "doomed", "gate": str(gate)})
+            line = wait_for(lambda: log.exists() and log.read_text().strip(), 10,
+                            "the first request reaching predict")
+            slots = slot_table(server)
+            queued = [pool.submit(server.post, json={"tag": f"q{i}"}) for i in range(5)]
+            wait_for(lambda: states(slots).count(POSTED) == 5, 10, "five requests queued")
+            slots.close()
+            os.kill(int(line.split("pid=")[1]), signal.SIGKILL)
+            assert doomed.result(timeout=20).status_code == 500
+            assert sorted(f.result(timeout=30).json()["tag"] for f in queued) == [
+                f"q{i}" for i in range(5)]
+        predicted = [line.split()[1] for line in log.read_text().splitlines()]
+        assert sorted(predicted) == sorted(["doomed"] + [f"q{i}" for i in range(5)]), predicted
