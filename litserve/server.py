@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import multiprocessing
 import os
 import socket
 import sys
@@ -118,6 +119,11 @@ class LitServer:
         """
         from .supervisor import Supervisor
 
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            raise RuntimeError(
+                "LitServer.run() was called while a worker process was importing your server "
+                "file. Start the server under a main guard:\n\n"
+                "    if __name__ == '__main__':\n        server.run(port=8000)\n")
         for key in ("api_server_worker_type", "pretty_logs"):
             uvicorn_kwargs.pop(key, None)  # upstream options with no meaning here
         plan = self.plan(host, port, num_api_servers, log_level, **uvicorn_kwargs)

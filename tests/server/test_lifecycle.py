@@ -199,3 +199,18 @@ def test_two_fronts_share_the_port_and_both_serve():
                            headers={"content-type": "application/octet-stream",
                                     "x-tensor-dtype": "float32"})
             assert r.json()["sum"] == float(big.astype(np.float64).sum())
+
+
+def test_server_file_without_a_main_guard_fails_with_a_clear_message(tmp_path: Path):
+    script = tmp_path / "noguard.py"
+    script.write_text("import litserve as ls\n"
+                      "ls.LitServer(ls.examples.SimpleLitAPI()).run(host='127.0.0.1', port=0,\n"
+                      "                                             generate_client_file=False)\n")
+    server = Server("", argv=[PYTHON, str(script)])
+    try:
+        assert server.proc.wait(60) != 0
+        server._reader.join(5)
+        assert "if __name__ == '__main__':" in server.output
+        assert _token_names(server) == []
+    finally:
+        server.kill_group()
