@@ -91,7 +91,7 @@ class LitServer:
         routes = [RouteOptions(r.api_path, r.max_batch_size, r.batch_timeout, r.stream)
                   for r in self.routes]
         return Plan(
-            apis_blob=cloudpickle.dumps((self.apis, specs)),
+            apis_blob=_pickled(self.apis, specs),
             routes=routes,
             devices=[d for d in self.devices for _ in range(self.workers_per_device)],
             fronts=fronts,
@@ -142,6 +142,18 @@ class LitServer:
         sock.close()
         if code:
             sys.exit(code)
+
+
+def _pickled(apis: list[LitAPI], specs: list[Any]) -> bytes:
+    """The LitAPIs and specs as shipped to every process, or a clear error."""
+    try:
+        return bytes(cloudpickle.dumps((apis, specs)))
+    except Exception as exc:
+        names = ", ".join(type(a).__name__ for a in apis)
+        raise ConfigError(
+            f"{names} cannot be sent to the worker processes ({type(exc).__name__}: {exc}). "
+            "Load models and open files, locks or connections in setup(), which runs in "
+            "each worker, not in __init__") from exc
 
 
 def _route(api: LitAPI, defaults: dict[str, Any]) -> RouteOptions:

@@ -214,3 +214,18 @@ def test_server_file_without_a_main_guard_fails_with_a_clear_message(tmp_path: P
         assert _token_names(server) == []
     finally:
         server.kill_group()
+
+
+def test_an_api_that_cannot_be_pickled_is_a_clear_error():
+    import threading
+
+    class Holder(ls.LitAPI):
+        def __init__(self):
+            super().__init__()
+            self.lock = threading.Lock()  # belongs in setup()
+
+        def predict(self, x):
+            return x
+
+    with pytest.raises(ConfigError, match="Load models and open files, locks or connections in"):
+        ls.LitServer(Holder()).plan()
