@@ -53,7 +53,9 @@ class LitServer:
         response_buffer_size: int = 256 * MiB,
         max_queue_size: int = 4096,
         queue_timeout: float = 5.0,
+        **upstream_only: Any,
     ) -> None:
+        _check_upstream_only(upstream_only)
         apis = list(api) if isinstance(api, list | tuple) else [api]
         if not apis:
             raise ConfigError("LitServer needs at least one LitAPI")
@@ -142,6 +144,30 @@ class LitServer:
         sock.close()
         if code:
             sys.exit(code)
+
+
+# LitServe options that have no meaning here: accepted (so LitServe code runs unchanged)
+# with a warning that says why.
+UPSTREAM_ONLY = {
+    "fast_queue": "requests always travel through shared memory here",
+    "track_requests": "not implemented",
+    "loop": "the worker loop is litserve's own",
+    "enable_shutdown_api": "not implemented; stop the server with SIGTERM",
+    "info_path": "not implemented",
+    "model_metadata": "not implemented",
+}
+
+
+def _check_upstream_only(kwargs: dict[str, Any]) -> None:
+    import inspect
+
+    for key in kwargs:
+        if key not in UPSTREAM_ONLY:
+            accepted = [p for p in inspect.signature(LitServer.__init__).parameters
+                        if p not in ("self", "api", "upstream_only")]
+            raise ConfigError(f"LitServer got an unknown argument {key!r}; accepted: "
+                              + ", ".join(accepted))
+        log.warning("litserve: LitServer(%s=...) is ignored: %s", key, UPSTREAM_ONLY[key])
 
 
 def _pickled(apis: list[LitAPI], specs: list[Any]) -> bytes:

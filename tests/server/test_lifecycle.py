@@ -229,3 +229,12 @@ def test_an_api_that_cannot_be_pickled_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="Load models and open files, locks or connections in"):
         ls.LitServer(Holder()).plan()
+
+
+def test_unknown_server_arguments_are_named_and_upstream_only_ones_ignored(caplog):
+    with pytest.raises(ConfigError, match="unknown argument 'max_batchsize'; accepted: "
+                                          "accelerator, devices"):
+        ls.LitServer(ls.examples.SimpleLitAPI(), max_batchsize=4)
+    with caplog.at_level("WARNING", logger="litserve"):
+        ls.LitServer(ls.examples.SimpleLitAPI(), fast_queue=True)
+    assert "fast_queue=...) is ignored" in caplog.text
