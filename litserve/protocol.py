@@ -27,7 +27,8 @@ Completion record (body of a completion-ring cell, 48-byte header):
 
     0      2    u16   worker     worker slot index (or the dead worker, for WORKER_DIED)
     2      2    u16   gen        generation of that worker slot (restarts count up)
-    4      2    u16   kind       RESULT 1, CHUNK 2, END 3, ERROR 4, WORKER_DIED 9, WAKE 10
+    4      2    u16   kind       RESULT 1, CHUNK 2, END 3, ERROR 4, WORKER_DIED 9, WAKE 10,
+                                 NOOP 11 (fills a cell a dead worker claimed, ignored)
     6      2    u16   status     HTTP status (RESULT/ERROR, first CHUNK)
     8      4    u32   slot
     12     8    u64   seq
@@ -57,7 +58,7 @@ JSON, OCTET, NPY, BUNDLE, FORM, SPEC, STOP = 1, 2, 3, 4, 5, 6, 15
 # request flags
 STREAM, ACCEPT_OCTET, ACCEPT_NPY, ACCEPT_BUNDLE = 1, 2, 4, 8
 # completion kinds
-RESULT, CHUNK, END, ERROR, WORKER_DIED, WAKE = 1, 2, 3, 4, 9, 10
+RESULT, CHUNK, END, ERROR, WORKER_DIED, WAKE, NOOP = 1, 2, 3, 4, 9, 10, 11
 
 CONTENT_TYPES = (
     b"application/json",

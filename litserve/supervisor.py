@@ -138,6 +138,7 @@ class Supervisor:
         log.error("litserve: worker %d died (exit code %s); failing its requests and restarting",
                   j, code)
         old = self.gens[j]
+        self._repair_rings()
         for i in range(self.plan.fronts):
             self._notify_front(i, j, old)
         out, rel = (self.plan.name(role) for role in P.worker_roles(j, old))
@@ -147,11 +148,29 @@ class Supervisor:
         self.workers[j] = self._spawn_worker(j)
         return True
 
-    def _notify_front(self, i: int, j: int, gen: int) -> None:
+    def _repair_rings(self) -> None:
+        """Undo what a worker killed inside a ring operation left half done: a request
+        cell it claimed but never released, a completion cell it claimed but never
+        published (filled with a NOOP record)."""
+        if self.requests.release_abandoned():
+            log.warning("litserve: freed a request-ring cell the dead worker held")
+        noop = P.Completion(0, 0, P.NOOP, 0, 0, 0, P.NO_BLOCK, 0, 0, 0).pack()
+        for i in range(self.plan.fronts):
+            try:
+                if self._done_ring(i).fill_abandoned(noop):
+                    log.warning("litserve: filled a completion cell the dead worker held")
+            except IPCError as exc:
+                log.error("litserve: could not check front %d's completion ring: %s", i, exc)
+
+    def _done_ring(self, i: int) -> Ring:
         done = self._done_rings.get(i)
+        if done is None:
+            done = self._done_rings[i] = Ring(self.plan.name(P.front_roles(i)[2]))
+        return done
+
+    def _notify_front(self, i: int, j: int, gen: int) -> None:
         try:
-            if done is None:
-                done = self._done_rings[i] = Ring(self.plan.name(P.front_roles(i)[2]))
+            done = self._done_ring(i)
             rec = P.Completion(j, gen, P.WORKER_DIED, 500, 0, 0, P.NO_BLOCK, 0, 0, 0)
             done.put(rec.pack(), timeout=1.0)
         except IPCError as exc:

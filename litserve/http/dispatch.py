@@ -173,6 +173,8 @@ class Dispatcher:
                 if c.kind == P.WAKE:
                     stop = True
                     continue
+                if c.kind == P.NOOP:
+                    continue
                 items.append((c, self._read(c)))
             if items:
                 assert self.loop is not None

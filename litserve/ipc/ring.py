@@ -31,12 +31,13 @@ semaphore costs tens of microseconds; then it blocks on the semaphore.
 A short record is zero-padded to the cell body, so a reader never sees an older
 record's bytes.
 
-Limitations (a process killed inside ``put`` / ``get``, a window of microseconds):
+A process killed inside ``put`` / ``get`` (a window of well under a microsecond, in C):
 killed between claiming a cell and publishing it, a producer wedges the ring at that
-cell (consumers wait for it, bounded by their timeout); a consumer killed between
-taking its ``items`` unit and claiming the cell leaves one record uncounted, so it
-is handed out only when the next record arrives.  Recovering from that (e.g. making
-new rings when a worker dies) is up to whoever supervises the processes.
+cell, and a consumer killed between claiming and releasing one wedges it for the
+producers a lap later.  Whoever supervises the processes repairs that with
+``fill_abandoned`` / ``release_abandoned`` once it knows the process is dead.  A
+consumer killed between taking its ``items`` unit and claiming the cell leaves one
+record uncounted, so it is handed out only when the next record arrives.
 """
 
 from __future__ import annotations
@@ -223,6 +224,56 @@ class Ring:
         except TimeoutError:
             return False
         return True
+
+    # -- recovery after a process died inside put / get -------------------------------
+    def fill_abandoned(self, filler: bytes, settle: float = 0.05) -> int:
+        """Publish ``filler`` in every cell a producer claimed but never published.
+
+        Call it only after a producer of this ring died.  Live producers publish within
+        microseconds of claiming, so a cell still unpublished ``settle`` seconds later
+        is taken to be the dead one's.  Returns the number of cells filled.
+        """
+        first = self._unpublished()
+        if not first:
+            return 0
+        time.sleep(settle)
+        filled = 0
+        for pos in sorted(first & self._unpublished()):
+            cell = self._cell(pos)
+            self._buf[cell + 8 : cell + 8 + self.body_size] = filler.ljust(self.body_size, b"\0")
+            if cas64(self._buf, cell, pos, pos + 1):
+                self.items.release()  # the unit the dead producer never posted
+                filled += 1
+        return filled
+
+    def release_abandoned(self, settle: float = 0.05) -> int:
+        """Free every cell a consumer claimed but never released (call it only after a
+        consumer of this ring died; same ``settle`` rule as ``fill_abandoned``)."""
+        first = self._unreleased()
+        if not first:
+            return 0
+        time.sleep(settle)
+        freed = 0
+        for pos in sorted(first & self._unreleased()):
+            if cas64(self._buf, self._cell(pos), pos + 1, pos + self.capacity):
+                self.space.release()  # the unit the dead consumer never gave back
+                freed += 1
+        return freed
+
+    def _cell(self, pos: int) -> int:
+        return OFF_CELLS + (pos & self._mask) * self.cell_size
+
+    def _unpublished(self) -> set[int]:
+        """Positions claimed by a producer (below enqueue_pos) whose cell is still free."""
+        deq, enq = load64(self._buf, OFF_DEQUEUE), load64(self._buf, OFF_ENQUEUE)
+        return {p for p in range(deq, enq) if load64(self._buf, self._cell(p)) == p}
+
+    def _unreleased(self) -> set[int]:
+        """Positions claimed by a consumer (below dequeue_pos) whose cell still holds
+        its record."""
+        deq = load64(self._buf, OFF_DEQUEUE)
+        start = max(0, deq - self.capacity)
+        return {p for p in range(start, deq) if load64(self._buf, self._cell(p)) == p + 1}
 
     def __len__(self) -> int:
         """Records in the ring now (approximate while others are working on it)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from litserve.ipc import names
 from litserve.ipc.slots import POSTED
 
 from .harness import serve, slot_table, states, wait_for
@@ -130,3 +131,31 @@ def test_requests_queued_behind_a_dead_worker_are_each_predicted_once(tmp_path: 
                 f"q{i}" for i in range(5)]
         predicted = [line.split()[1] for line in log.read_text().splitlines()]
         assert sorted(predicted) == sorted(["doomed"] + [f"q{i}" for i in range(5)]), predicted
+
+
+def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_path: Path):
+    """A worker killed between claiming a completion cell and publishing it would wedge
+    the front for good; the supervisor fills the cell when it sees the worker die."""
+    from litserve.ipc import Ring, _shm
+    from litserve.ipc import ring as ring_mod
+
+    log = tmp_path / "log"
+    with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)}) as server:
+        assert server.post(json={"tag": "warm"}).status_code == 200
+        token = f"lsv_{server.proc.pid:x}"
+        entry = next(e for e in names.leftovers() if e.startswith(token)
+                     and e.endswith("f0.done"))
+        done = Ring("/" + entry)
+        pos = _shm.load64(done._buf, ring_mod.OFF_ENQUEUE)  # claim a cell as the worker would
+        assert _shm.cas64(done._buf, ring_mod.OFF_ENQUEUE, pos, pos + 1)
+        done.close()
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(server.post, json={"tag": "behind"}, timeout=60)
+            with pytest.raises(TimeoutError):
+                stuck.result(timeout=1.5)  # its answer waits behind the half-written cell
+            line = next(x for x in log.read_text().splitlines() if "behind" in x)
+            os.kill(int(line.split("pid=")[1]), signal.SIGKILL)
+            assert stuck.result(timeout=20).json()["tag"] == "behind"
+        wait_for(lambda: server.health() == 200, 30, "the replacement worker")
+        assert server.post(json={"tag": "after"}).json()["tag"] == "after"
+        assert "filled a completion cell the dead worker held" in server.output
