@@ -58,7 +58,7 @@ def resolve_accelerator(accelerator: Any) -> str:
             "accelerator='mps' was requested but MPS is not available on this machine; "
             "use accelerator='cpu' or 'auto'"
         )
-    return accelerator
+    return str(accelerator)
 
 
 def resolve_devices(devices: Any, accelerator: str) -> list[str]:

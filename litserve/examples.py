@@ -17,7 +17,7 @@ class SimpleLitAPI(LitAPI):
     """``{"input": x}`` -> ``{"output": x**2}``."""
 
     def setup(self, device: str) -> None:
-        self.model = lambda x: x**2
+        self.model: Any = lambda x: x**2
 
     def decode_request(self, request: Any) -> Any:
         return request["input"]
@@ -33,13 +33,13 @@ class SimpleBatchedAPI(LitAPI):
     """Batched x**2: requests are stacked into one NumPy array for predict."""
 
     def setup(self, device: str) -> None:
-        self.model = lambda x: x**2
+        self.model: Any = lambda x: x**2
 
     def decode_request(self, request: Any) -> np.ndarray:
         return np.asarray(request["input"])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model(x)
+        return np.asarray(self.model(x))
 
     def encode_response(self, output: Any) -> dict[str, Any]:
         return {"output": output}

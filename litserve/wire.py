@@ -180,7 +180,8 @@ def as_array(obj: Any) -> np.ndarray | None:
     if isinstance(obj, np.ndarray):
         return obj
     if type(obj).__module__.startswith("torch") and hasattr(obj, "detach"):
-        return obj.detach().cpu().numpy()
+        arr: np.ndarray = obj.detach().cpu().numpy()
+        return arr
     return None
 
 

@@ -323,7 +323,8 @@ class Front:
                     continue
                 if not started:
                     return await _send(send, reply)
-                return await send({"type": "http.response.body", "body": reply.body})
+                await send({"type": "http.response.body", "body": reply.body})
+                return
         finally:
             watch_timer.cancel()
             for task in watch:

@@ -12,7 +12,7 @@ SHM_DIR = "/dev/shm"
 PREFIX = "lsv_"
 
 
-def sweep(token: str) -> list:
+def sweep(token: str) -> list[str]:
     """Unlink every segment and semaphore of ``token``; return the entries removed."""
     stems = (PREFIX + token + "_", "sem." + PREFIX + token + "_")
     removed = []

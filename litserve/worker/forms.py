@@ -92,25 +92,25 @@ def parse_form(body: Any, content_type: str) -> FormData:
 def split_multipart(body: memoryview, boundary: bytes) -> list[tuple[dict[str, str], memoryview]]:
     """(headers, content view) of every part, in order."""
     delim = b"--" + boundary
-    first = re.compile(re.escape(delim)).search(body)  # type: ignore[call-overload]
+    first = re.compile(re.escape(delim)).search(body)
     if first is None:
         raise FormError("multipart body does not contain its boundary")
     next_delim = re.compile(rb"\r\n" + re.escape(delim))
     parts = []
     pos = first.end()
     while bytes(body[pos : pos + 2]) != b"--":  # "--boundary--" closes the body
-        line = _LINE_END.match(body, pos)  # type: ignore[call-overload]
+        line = _LINE_END.match(body, pos)
         if line is None:
             raise FormError("multipart boundary line is not followed by CRLF")
         pos = line.end()
         if bytes(body[pos : pos + 2]) == b"\r\n":  # a part without headers
             head, start = b"", pos + 2
         else:
-            end = _CRLF2.search(body, pos)  # type: ignore[call-overload]
+            end = _CRLF2.search(body, pos)
             if end is None:
                 raise FormError("multipart part headers are not terminated")
             head, start = bytes(body[pos : end.start()]), end.end()
-        stop = next_delim.search(body, start)  # type: ignore[call-overload]
+        stop = next_delim.search(body, start)
         if stop is None:
             raise FormError("multipart part is not terminated by its boundary")
         parts.append((_headers(head), body[start : stop.start()]))

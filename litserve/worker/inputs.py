@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .. import protocol as P
@@ -35,7 +36,7 @@ def request_object(rec: P.RequestRecord, meta: dict[str, Any], body: Any, model:
     if kind == P.OCTET:
         shape = meta["shape"]
         if shape is None:  # no X-Tensor-Shape header: 1-D
-            shape = (len(body) // wire.np.dtype(meta["dtype"]).itemsize,)
+            shape = (len(body) // np.dtype(meta["dtype"]).itemsize,)
         return wire.view(body, wire.TensorMeta(meta["dtype"], tuple(shape)))
     if kind == P.NPY:
         return wire.view(body, wire.npy_meta(body[:65536], len(body)))
