@@ -246,3 +246,20 @@ def test_malformed_multipart_is_a_400(echo):
         "content-type": "multipart/form-data; boundary=zz"})
     assert r.status_code == 400
     assert "multipart" in r.json()["detail"]
+
+
+def test_chunked_transfer_bodies_without_content_length(echo):
+    def chunks(data: bytes, size: int):
+        for i in range(0, len(data), size):
+            yield data[i : i + size]
+
+    small = echo.post(content=chunks(b'{"a": 1}', 3), headers={"content-type": "application/json"})
+    assert small.json() == {"kind": "dict", "value": {"a": 1}}
+    x = np.arange(300_000, dtype=np.float32)
+    r = echo.post(content=chunks(x.tobytes(), 65_536), headers={**OCTET,
+                                                                "x-tensor-dtype": "float32"})
+    assert r.json()["shape"] == [300_000]
+    assert r.json()["sum"] == float(x.astype(np.float64).sum())
+    too_big = echo.post(content=chunks(b"\0" * (9 << 20), 1 << 20),
+                        headers={**OCTET, "x-tensor-dtype": "uint8"})
+    assert too_big.status_code == 413
