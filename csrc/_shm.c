@@ -31,7 +31,9 @@
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
 #include <sys/prctl.h>
+#endif
 
 /* Copies at least this large run without the GIL (smaller ones are cheaper than
  * the GIL hand-off). */
@@ -445,9 +447,14 @@ shm_set_parent_death_signal(PyObject *self, PyObject *arg)
         PyErr_Format(PyExc_ValueError, "sig=%ld is not a signal number (0..%d)", sig, NSIG - 1);
         return NULL;
     }
+#ifdef __linux__
     if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0) != 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromLong((long)getppid());
+#else
+    /* No such facility: -1 tells the caller to watch its parent itself. */
+    return PyLong_FromLong(-1L);
+#endif
 }
 
 #define FAST(name, doc) {#name, (PyCFunction)(void (*)(void))shm_##name, METH_FASTCALL, doc}

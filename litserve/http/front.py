@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
 from collections.abc import Generator
@@ -14,7 +13,7 @@ import cloudpickle
 import uvicorn
 
 from ..config import Plan
-from ..ipc._shm import set_parent_death_signal
+from ..ipc.lifeline import die_with_parent
 from .app import Front
 from .direct import protocol_class
 
@@ -38,8 +37,7 @@ def front_main(plan: Plan, index: int, sock: socket.socket | None, parent: int) 
     """Serve HTTP on ``sock`` (shared by all fronts), or on a socket of our own bound with
     SO_REUSEPORT when ``sock`` is None, so the kernel spreads connections evenly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if set_parent_death_signal(signal.SIGTERM) != parent:
-        os._exit(1)
+    die_with_parent(parent, signal.SIGTERM)
     apis, specs = cloudpickle.loads(plan.apis_blob)
     front = Front(plan, index, apis, specs)
     kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3,

@@ -12,7 +12,7 @@ import cloudpickle
 
 from .. import protocol as P
 from ..config import Plan
-from ..ipc._shm import set_parent_death_signal
+from ..ipc.lifeline import die_with_parent
 from .runner import Runner
 
 SETUP_FAILED = 3
@@ -21,8 +21,7 @@ SETUP_FAILED = 3
 def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
     """Load the APIs, run ``setup`` on this worker's device, then serve until STOP."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-    if set_parent_death_signal(signal.SIGKILL) != parent:
-        os._exit(1)  # the supervisor is already gone
+    die_with_parent(parent, signal.SIGKILL)  # the supervisor is already gone
     logging.basicConfig(level=plan.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     board = P.Board(plan.name(P.board_role()))
     device = plan.devices[j]
