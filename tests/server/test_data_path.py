@@ -263,3 +263,25 @@ def test_chunked_transfer_bodies_without_content_length(echo):
     too_big = echo.post(content=chunks(b"\0" * (9 << 20), 1 << 20),
                         headers={**OCTET, "x-tensor-dtype": "uint8"})
     assert too_big.status_code == 413
+
+
+def test_pipelined_large_bodies_on_one_connection(echo):
+    """HTTP/1.1 pipelining with bodies read straight into shared memory."""
+    import socket
+
+    def request(arr: np.ndarray) -> bytes:
+        body = arr.tobytes()
+        return (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream"
+                b"\r\nX-Tensor-Dtype: float32\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+
+    first = np.arange(30_000, dtype=np.float32)
+    host, port = echo.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request(first) + request(first[::-1].copy()) + request(first + 1))
+        data = b""
+        while data.count(b'"kind":"array"') < 3:
+            chunk = sock.recv(1 << 16)
+            assert chunk, f"connection closed after {data!r}"
+            data += chunk
+    firsts = [float(part.split(b",")[0]) for part in data.split(b'"first":[')[1:]]
+    assert firsts == [0.0, 29_999.0, 1.0]
