@@ -166,3 +166,47 @@ class Plan:
 
 def read_api_key() -> str | None:
     return os.environ.get("LIT_SERVER_API_KEY") or None
+
+
+SHM_SHARE = 0.8  # of the free space in /dev/shm a server plans to use at most
+
+
+def shm_free(path: str = "/dev/shm") -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fit_shared_memory(plan: Plan, free: int, explicit: bool) -> str | None:
+    """Make the plan's arenas fit in ``free`` bytes of /dev/shm.
+
+    Sizes the user chose (``explicit``) that do not fit are a ``ConfigError``; default
+    sizes are scaled down, and the returned sentence says to what (None: they fit).
+    Arena pages are only used as bodies arrive, but a body written past what /dev/shm
+    can hold would kill the process with SIGBUS, so the plan must fit up front.
+    """
+    from .ipc.ring import segment_size
+    from .protocol import CELL_SIZE, RELEASE_CELL
+
+    fixed = (segment_size(plan.request_ring_cells, CELL_SIZE)
+             + plan.fronts * (segment_size(plan.completion_ring_cells, CELL_SIZE)
+                              + 64 + 8 * plan.slots_per_front)
+             + plan.workers * segment_size(plan.release_ring_cells, RELEASE_CELL))
+    arenas = plan.fronts * plan.request_arena_bytes + plan.workers * plan.response_arena_bytes
+    budget = int(free * SHM_SHARE) - fixed
+    if arenas <= budget:
+        return None
+    need, have = (arenas + fixed) // MiB, free // MiB
+    fix = ("give the machine more shared memory (in Docker: --shm-size=2g) or lower "
+           "max_payload_size / response_buffer_size")
+    if explicit:
+        raise ConfigError(f"this server needs {need} MiB of shared memory (/dev/shm) but only "
+                          f"{have} MiB are free; {fix}")
+    scale = max(0.0, budget / arenas)
+    request = int(plan.request_arena_bytes * scale) // MiB * MiB
+    response = int(plan.response_arena_bytes * scale) // MiB * MiB
+    if min(request, response) < 2 * MiB:
+        raise ConfigError(f"only {have} MiB of shared memory (/dev/shm) are free, too little "
+                          f"to serve; {fix}")
+    plan.request_arena_bytes, plan.response_arena_bytes = request, response
+    return (f"only {have} MiB of shared memory (/dev/shm) are free: request bodies are limited "
+            f"to {request // MiB - 1} MiB and responses to {response // MiB} MiB; {fix}")

@@ -20,10 +20,12 @@ from .config import (
     RouteOptions,
     api_path,
     batch_timeout_seconds,
+    fit_shared_memory,
     positive_int,
     read_api_key,
     resolve_accelerator,
     resolve_devices,
+    shm_free,
     timeout_seconds,
 )
 from .errors import ConfigError
@@ -69,6 +71,7 @@ class LitServer:
         self.routes = [_route(a, defaults) for a in self.apis]
         _check_paths(self.routes, healthcheck_path)
         self.healthcheck_path = healthcheck_path
+        self._sizes_given = max_payload_size is not None or response_buffer_size != 256 * MiB
         self.max_payload_size = (
             256 * MiB if max_payload_size is None
             else positive_int("max_payload_size", max_payload_size)
@@ -133,10 +136,13 @@ class LitServer:
         logging.basicConfig(level=log_level.upper() if log_level != "trace" else "DEBUG",
                             format="%(levelname)s:     %(message)s")
         try:
+            shrunk = fit_shared_memory(plan, shm_free(), explicit=self._sizes_given)
             sock = bind(host, port, listen=not plan.reuse_port)
         except ConfigError as exc:
             print(f"litserve: {exc}", file=sys.stderr)
             sys.exit(1)
+        if shrunk:
+            log.warning("litserve: %s", shrunk)
         plan.port = sock.getsockname()[1]
         if generate_client_file:
             write_client_file(plan)

@@ -238,3 +238,14 @@ def test_unknown_server_arguments_are_named_and_upstream_only_ones_ignored(caplo
     with caplog.at_level("WARNING", logger="litserve"):
         ls.LitServer(ls.examples.SimpleLitAPI(), fast_queue=True)
     assert "fast_queue=...) is ignored" in caplog.text
+
+
+def test_sizes_larger_than_dev_shm_fail_before_start_up():
+    server = Server("basic:Square", {"max_payload_size": 1 << 50})  # a petabyte
+    try:
+        assert server.proc.wait(60) == 1
+        server._reader.join(5)
+        assert "of shared memory (/dev/shm) but only" in server.output
+        assert "--shm-size" in server.output
+    finally:
+        server.kill_group()
