@@ -77,6 +77,7 @@ class Server:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.url = ""
+        self._signalled = False
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -110,9 +111,15 @@ class Server:
         kwargs.setdefault("timeout", 30)
         return httpx.post(self.url + path, **kwargs)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` once (so several servers can be told to stop at the same time)."""
+        if not self._signalled and self.proc.poll() is None:
             self.proc.send_signal(sig)
+        self._signalled = True
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """``terminate``, then wait; the exit code."""
+        self.terminate(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

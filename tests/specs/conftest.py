@@ -30,14 +30,15 @@ def servers() -> Iterator[Callable[[str], SpecServer]]:
         if name not in started:
             script, args, env = SCRIPTS[name]
             started[name] = SpecServer(script, *args, env=env)
-            headers = {"X-API-Key": API_KEY} if "LIT_SERVER_API_KEY" in env else None
-            started[name].wait_ready(headers)
+            started[name].wait_ready()  # with X-API-Key when the server's env sets one
         return started[name]
 
     yield get
     for server in started.values():  # let them all shut down at once
         server.terminate()
     codes = {name: server.stop() for name, server in started.items()}
+    for server in started.values():
+        server.kill_group()
     failed = {name: code for name, code in codes.items() if code != 0}
     assert not failed, "servers exited badly: " + ", ".join(
         f"{name} ({code}):\n{started[name].output}" for name, code in failed.items())
