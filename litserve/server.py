@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import multiprocessing
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from .config import (
     timeout_seconds,
 )
 from .errors import ConfigError
+from .sockets import bind
 
 log = logging.getLogger("litserve")
 REUSE_PORT_DEFAULT = True  # see bench/RESULTS.md, "Spreading connections over fronts"
@@ -137,7 +136,7 @@ class LitServer:
                             format="%(levelname)s:     %(message)s")
         try:
             shrunk = fit_shared_memory(plan, shm_free(), explicit=self._sizes_given)
-            sock = bind(host, port, listen=not plan.reuse_port)
+            sock = bind(host, port, reuse_port=plan.reuse_port, listen=not plan.reuse_port)
         except ConfigError as exc:
             print(f"litserve: {exc}", file=sys.stderr)
             sys.exit(1)
@@ -226,26 +225,6 @@ def _paths(route: RouteOptions) -> list[str]:
     if route.spec is None:
         return [route.api_path]
     return [ep.path for ep in route.spec.endpoints() if "POST" in ep.methods]
-
-
-def bind(host: str, port: int, listen: bool = True) -> socket.socket:
-    """The server's socket.  Not listening (``listen=False``) it only reserves the port
-    for fronts that bind their own SO_REUSEPORT sockets."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if not listen:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc}"
-        raise ConfigError(f"port {port} on {host} {why}") from None
-    if listen:
-        sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 CLIENT_TEMPLATE = '''"""A client for the litserve server (written by LitServer.run)."""

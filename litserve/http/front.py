@@ -14,6 +14,7 @@ import uvicorn
 
 from ..config import Plan
 from ..ipc.lifeline import die_with_parent
+from ..sockets import bind
 from .app import Front
 from .direct import protocol_class
 
@@ -53,7 +54,7 @@ def front_main(plan: Plan, index: int, sock: socket.socket | None, parent: int) 
 
     signal.signal(signal.SIGTERM, stop)
     if sock is None:
-        sock = own_socket(plan.host, plan.port)
+        sock = bind(plan.host, plan.port, reuse_port=True)
     try:
         server.run(sockets=[sock])
     finally:
@@ -61,12 +62,3 @@ def front_main(plan: Plan, index: int, sock: socket.socket | None, parent: int) 
             "litserve: front %d served %d requests", index, server.server_state.total_requests)
         front.close()
 
-
-def own_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
