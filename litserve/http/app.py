@@ -152,7 +152,7 @@ class Front:
         meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
         flags = P.STREAM if decision.stream else 0
         try:
-            pending, inline = await self._place(decision.payload, meta_bytes, wait_until)
+            pending, inline, _ = await self._place(decision.payload, meta_bytes, wait_until)
             rec = self._record(route, P.SPEC, flags, pending, len(decision.payload),
                                len(meta_bytes), deadline, inline)
             await self.dispatch.post(pending, rec, wait_until)
@@ -160,17 +160,24 @@ class Front:
             return await _send(send, route.error(503, str(exc)))
         await self._respond(pending, deadline, receive, send, route)
 
-    async def _place(self, data: bytes, meta: bytes, wait_until: float) -> tuple[Pending, bytes]:
-        """A slot for a body already in memory: inline when small, else copied to the arena."""
+    async def _place(self, data: bytes, meta: bytes, wait_until: float
+                     ) -> tuple[Pending, bytes, Any]:
+        """A slot for a body already in memory: inline when small, else copied to the arena.
+
+        Returns (pending, inline bytes, body buffer)."""
         if len(meta) + len(data) <= P.INLINE_MAX:
-            return await self.dispatch.open(0, wait_until), meta + data
-        start = P.align64(len(meta))
-        pending = await self.dispatch.open(start + len(data), wait_until)
+            return await self.dispatch.open(0, wait_until), meta + data, data
+        pending = await self.dispatch.open(P.align64(len(meta)) + len(data), wait_until)
+        start = self._write_meta(pending, meta)
+        body = self.dispatch.arena.buf[start : start + len(data)]
+        body[:] = data
+        return pending, b"", body
+
+    def _write_meta(self, pending: Pending, meta: bytes) -> int:
+        """Put ``meta`` at the start of the request's arena block; where its body goes."""
         assert pending.block is not None
-        buf = self.dispatch.arena.buf
-        buf[pending.block : pending.block + len(meta)] = meta
-        buf[pending.block + start : pending.block + start + len(data)] = data
-        return pending, b""
+        self.dispatch.arena.buf[pending.block : pending.block + len(meta)] = meta
+        return pending.block + P.align64(len(meta))
 
     def _record(self, route: Route, kind: int, flags: int, pending: Pending, data_len: int,
                 meta_len: int, deadline: float, inline: bytes) -> P.RequestRecord:
@@ -243,18 +250,17 @@ class Front:
         except _Refused:
             return None  # the ordinary path answers with the error
         meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
-        start = P.align64(len(meta_bytes))
-        pending = self.dispatch.try_open(start + length)
+        pending = self.dispatch.try_open(P.align64(len(meta_bytes)) + length)
         if pending is None or pending.block is None:
             return None
-        buf = self.dispatch.arena.buf
-        buf[pending.block : pending.block + len(meta_bytes)] = meta_bytes
-        view = buf[pending.block + start : pending.block + start + length]
+        start = self._write_meta(pending, meta_bytes)
+        view = self.dispatch.arena.buf[start : start + length]
         return Direct(view, (pending, kind, meta, meta_bytes))
 
     async def _read(self, receive: Any, length: int | None, meta: bytes,
                     wait_until: float) -> tuple[Pending | None, bytes, Any] | None:
-        """Read the body: small ones inline, others straight into the arena.
+        """Read the body: small ones inline, others into the arena (a known length
+        chunk by chunk as it arrives).
 
         Returns (pending or None, inline bytes, body buffer), None on disconnect."""
         if length is None or len(meta) + length <= P.INLINE_MAX:
@@ -263,22 +269,18 @@ class Front:
                 return None
             if len(meta) + len(data) <= P.INLINE_MAX:
                 return None, meta + data, data
-            length, chunks = len(data), [data]
-        else:
-            chunks = []
-        start = P.align64(len(meta))
+            try:
+                return await self._place(data, meta, wait_until)
+            except Busy as exc:
+                raise _Refused(_json(503, str(exc))) from None
         try:
-            pending = await self.dispatch.open(start + length, wait_until)
+            pending = await self.dispatch.open(P.align64(len(meta)) + length, wait_until)
         except Busy as exc:
             raise _Refused(_json(503, str(exc))) from None
-        assert pending.block is not None
         buf = self.dispatch.arena.buf
-        buf[pending.block : pending.block + len(meta)] = meta
-        pos, end = pending.block + start, pending.block + start + length
-        for chunk in chunks:
-            buf[pos : pos + len(chunk)] = chunk
-            pos += len(chunk)
-        more = not chunks
+        start = pos = self._write_meta(pending, meta)
+        end = start + length
+        more = True
         while more:
             msg = await receive()
             if msg["type"] == "http.disconnect":
@@ -294,7 +296,7 @@ class Front:
         if pos != end:
             self.dispatch.discard(pending)
             raise _Refused(_json(400, "request body is shorter than its Content-Length"))
-        return pending, b"", buf[pending.block + start : end]
+        return pending, b"", buf[start:end]
 
     async def _respond(self, pending: Pending, deadline: float, receive: Any, send: Any,
                        route: Route) -> None:
