@@ -75,8 +75,13 @@ class Api:
             return self.spec.batch(xs)
         return stack(xs, self.buffers) if self.default_batch else self.api.batch(xs)
 
-    def unbatch(self, y: Any) -> list[Any]:
-        return self.spec.unbatch(y) if self.spec_batch else self.api.unbatch(y)
+    def unbatch(self, y: Any, n: int) -> list[Any]:
+        """One output per request of a batch of ``n``; a different count is a 500."""
+        ys = self.spec.unbatch(y) if self.spec_batch else self.api.unbatch(y)
+        if len(ys) != n:
+            raise HookError(500, f"unbatch returned {len(ys)} outputs for a batch of "
+                                 f"{n} requests; they must match")
+        return ys
 
 
 class Runner:
@@ -175,11 +180,7 @@ class Runner:
             return
         x = api.batch([job.request for job in jobs])
         y = api.call("predict", x, [job.context for job in jobs])
-        ys = api.api.unbatch(y)
-        if len(ys) != len(jobs):
-            raise HookError(500, f"unbatch returned {len(ys)} outputs for a batch of "
-                                 f"{len(jobs)} requests; they must match")
-        for job, out in zip(jobs, ys, strict=True):
+        for job, out in zip(jobs, api.unbatch(y, len(jobs)), strict=True):
             try:
                 self._finish(job, api.call("encode_response", out, job.context))
             except Exception as exc:
@@ -225,11 +226,7 @@ class Runner:
                     for job, out in zip(jobs, outs, strict=False):
                         self._spec_outputs(api, job, iter([out]), True)
             else:
-                ys = api.unbatch(y)
-                if len(ys) != len(jobs):
-                    raise HookError(500, f"unbatch returned {len(ys)} outputs for a batch of "
-                                         f"{len(jobs)} requests; they must match")
-                for job, out in zip(jobs, ys, strict=True):
+                for job, out in zip(jobs, api.unbatch(y, len(jobs)), strict=True):
                     self._spec_outputs(api, job, out, False)
         for job in jobs:
             self._spec_finish(api, job)
