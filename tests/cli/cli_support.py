@@ -15,11 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_client_support() -> Any:
-    """tests/client/client_support.py (server processes), loaded by path."""
-    name = "client_support"
+def _load(name: str) -> Any:
+    """tests/client/<name>.py, loaded by path (it is not on this directory's path)."""
     if name not in sys.modules:
-        path = ROOT / "tests" / "client" / "client_support.py"
+        path = ROOT / "tests" / "client" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -28,7 +27,8 @@ def _load_client_support() -> Any:
     return sys.modules[name]
 
 
-support = _load_client_support()
+support = _load("client_support")  # server processes
+fixtures = _load("server_fixtures")  # the session servers, shared with tests/client
 
 
 def bench(*args: str, expect_rc: int = 0, timeout: float = 60) -> tuple[dict[str, Any], str]:
