@@ -95,7 +95,7 @@ class Dispatcher:
                 try:
                     await self._wait_space(deadline, "the request arena is full")
                 except Busy:
-                    self._give_back_slot(slot)
+                    self.slots.unacquire(slot)
                     raise
         return Pending(slot, seq, block)
 
@@ -106,14 +106,9 @@ class Dispatcher:
             return None
         block = self.arena.try_alloc(nbytes)
         if block is None:
-            self._give_back_slot(got[0])
+            self.slots.unacquire(got[0])
             return None
         return Pending(got[0], got[1], block)
-
-    def _give_back_slot(self, slot: int) -> None:
-        # never posted: mark it POSTED with seq 0 (no descriptor carries 0) to release it
-        self.slots.post(slot, 0)
-        self.slots.release(slot)
 
     async def _wait_space(self, deadline: float, why: str) -> None:
         if time.monotonic() >= deadline:
@@ -149,7 +144,7 @@ class Dispatcher:
         """Give back a slot/block that was never posted."""
         if pending.block is not None:
             self.arena.free(pending.block)
-        self._give_back_slot(pending.slot)
+        self.slots.unacquire(pending.slot)
 
     def _end(self, pending: Pending) -> None:
         self.pending.pop(pending.slot, None)

@@ -94,6 +94,13 @@ class SlotTable:
             return None
         return slot, next(self._seqs)
 
+    def unacquire(self, slot: int) -> None:
+        """Hand back a slot from ``acquire`` that was never posted (it is still FREE)."""
+        if load64(self._buf, self._off(slot)) & 0xF != FREE:
+            raise IPCError(f"slot table {self.name!r}: slot {slot} was posted; release it "
+                           "once its request ended instead")
+        self._free.append(slot)
+
     def post(self, slot: int, seq: int) -> None:
         store64(self._buf, self._off(slot), word(seq, POSTED))
 

@@ -229,3 +229,15 @@ def test_attach_to_a_segment_that_is_not_a_slot_table(name):
         finally:
             seg.close()
             seg.unlink()
+
+
+def test_unacquire_hands_back_a_slot_that_was_never_posted(table):
+    taken = [table.acquire() for _ in range(table.count)]
+    assert table.acquire() is None
+    slot, _ = taken[0]
+    table.unacquire(slot)
+    again = table.acquire()
+    assert again is not None and again[0] == slot
+    table.post(slot, again[1])
+    with pytest.raises(IPCError, match="was posted; release it"):
+        table.unacquire(slot)
