@@ -71,6 +71,9 @@ def _child(index: int, cfg: EngineConfig, loop_name: str, pipe: Connection, shar
            go: Any, procs: int) -> None:
     """A generator process: connect, report ready, wait for go, run, report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C
+    # The parent's stdout may carry the JSON report (``--json -``): whatever a generator
+    # process (or a library inside it) prints goes to stderr instead.
+    os.dup2(2, 1)
     from litserve.cli.bench.engine import Engine
 
     loop = new_loop(loop_name)
@@ -78,8 +81,8 @@ def _child(index: int, cfg: EngineConfig, loop_name: str, pipe: Connection, shar
         engine = Engine(cfg, shared, index)
         err = loop.run_until_complete(engine.connect_all())
         pipe.send(("ready", err))
-        if err or not go.wait(cfg.timeout_s + READY_GRACE_S):
-            return
+        if err or not go.wait(cfg.timeout_s + READY_GRACE_S) or shared[procs * 4 + 1]:
+            return  # no connection, no start signal, or the run was called off
         stats = loop.run_until_complete(engine.run(shared[procs * 4]))
         times = os.times()
         stats.cpu_s = times.user + times.system
@@ -184,8 +187,13 @@ class Runner:
         return Progress(max(0.0, time.monotonic() - self.started), *sums)
 
     def _reap(self) -> None:
+        if self.failed:
+            # Call the run off and release the processes still waiting for the start:
+            # they return on their own, so none is cut off while it writes or prints.
+            self.stop()
+            self.go.set()
         for child in self.children:
-            child.join(timeout=0 if self.failed else 5)
+            child.join(timeout=5)
             if child.is_alive():
                 child.terminate()  # our own child, by its pid
                 child.join(timeout=5)
