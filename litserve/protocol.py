@@ -9,8 +9,10 @@ Request record (body of a request-ring cell, little-endian, 48-byte header):
     offset size type  field
     0      2    u16   front      index of the posting front
     2      2    u16   api        index of the LitAPI (route) in the server
-    4      2    u16   kind       body kind: JSON 1, OCTET 2, NPY 3, BUNDLE 4, FORM 5, SPEC 6,
-                                 STOP 15 (worker: exit)
+    4      1    u8    kind       body kind: JSON 1, OCTET 2, NPY 3, BUNDLE 4, FORM 5, SPEC 6,
+                                 IGNORE 14 (fills a cell a dead front claimed), STOP 15
+                                 (worker: exit)
+    5      1    u8    fgen       generation of the posting front (mod 256; restarts count up)
     6      2    u16   flags      STREAM 1, ACCEPT_OCTET 2, ACCEPT_NPY 4, ACCEPT_BUNDLE 8
     8      4    u32   slot       slot in the front's slot table
     12     8    u64   seq        the request's number in that table (CAS tag)
@@ -54,7 +56,7 @@ HEADER_SIZE = 48
 INLINE_MAX = CELL_SIZE - 8 - HEADER_SIZE
 
 # request kinds
-JSON, OCTET, NPY, BUNDLE, FORM, SPEC, STOP = 1, 2, 3, 4, 5, 6, 15
+JSON, OCTET, NPY, BUNDLE, FORM, SPEC, IGNORE, STOP = 1, 2, 3, 4, 5, 6, 14, 15
 # request flags
 STREAM, ACCEPT_OCTET, ACCEPT_NPY, ACCEPT_BUNDLE = 1, 2, 4, 8
 # completion kinds
@@ -72,7 +74,7 @@ CONTENT_TYPES = (
 )
 CT_JSON, CT_OCTET, CT_NPY, CT_BUNDLE, CT_TEXT, CT_NDJSON, CT_SSE, CT_OTHER = range(8)
 
-_REQ = struct.Struct("<HHHHIQQQId")
+_REQ = struct.Struct("<HHBBHIQQQId")
 _DONE = struct.Struct("<HHHHIQQQIH6x")
 assert _REQ.size == HEADER_SIZE and _DONE.size == HEADER_SIZE
 
@@ -86,6 +88,7 @@ class RequestRecord:
     front: int
     api: int
     kind: int
+    fgen: int
     flags: int
     slot: int
     seq: int
@@ -96,13 +99,14 @@ class RequestRecord:
     inline: bytes = b""
 
     def pack(self) -> bytes:
-        return _REQ.pack(self.front, self.api, self.kind, self.flags, self.slot, self.seq,
-                         self.block, self.data_len, self.meta_len, self.deadline) + self.inline
+        return _REQ.pack(self.front, self.api, self.kind, self.fgen & 0xFF, self.flags,
+                         self.slot, self.seq, self.block, self.data_len, self.meta_len,
+                         self.deadline) + self.inline
 
     @classmethod
     def unpack(cls, body: bytes) -> RequestRecord:
         f = _REQ.unpack_from(body)
-        inline = body[HEADER_SIZE : HEADER_SIZE + f[8] + f[7]] if f[6] == NO_BLOCK else b""
+        inline = body[HEADER_SIZE : HEADER_SIZE + f[9] + f[8]] if f[7] == NO_BLOCK else b""
         return cls(*f, inline)  # type: ignore[call-arg]  # the struct's fields, in order
 
 
@@ -135,7 +139,7 @@ class Completion:
 # One small segment made by the supervisor.  Layout (u64 words):
 #   0 magic "lsv_ctl_"   8 worker count   16 front count   24 shutdown flag
 #   64 + 8*j   worker j state word: (generation << 8) | state
-#   64 + 8*(workers + i)   front i state word (same encoding, generation 0)
+#   64 + 8*(workers + i)   front i state word (same encoding)
 STARTING, READY, FAILED, STOPPED = 0, 1, 2, 3
 _BOARD_MAGIC = 0x6C73765F63746C5F
 
@@ -162,11 +166,13 @@ class Board:
         w = _shm.load64(self._buf, 64 + 8 * j)
         return w >> 8, w & 0xFF
 
-    def set_front(self, i: int, state: int) -> None:
-        _shm.store64(self._buf, 64 + 8 * (self.workers + i), state)
+    def set_front(self, i: int, gen: int, state: int) -> None:
+        _shm.store64(self._buf, 64 + 8 * (self.workers + i), (gen << 8) | state)
 
-    def front(self, i: int) -> int:
-        return _shm.load64(self._buf, 64 + 8 * (self.workers + i)) & 0xFF
+    def front(self, i: int) -> tuple[int, int]:
+        """(generation, state) of front i."""
+        w = _shm.load64(self._buf, 64 + 8 * (self.workers + i))
+        return w >> 8, w & 0xFF
 
     def all_workers_ready(self) -> bool:
         return all(self.worker(j)[1] == READY for j in range(self.workers))
@@ -174,7 +180,7 @@ class Board:
     def all_ready(self) -> bool:
         """Every worker finished setup and every front is accepting connections."""
         return self.all_workers_ready() and all(
-            self.front(i) == READY for i in range(self.fronts))
+            self.front(i)[1] == READY for i in range(self.fronts))
 
     @property
     def shutting_down(self) -> bool:
@@ -199,9 +205,9 @@ def board_role() -> str:
     return "ctl"
 
 
-def front_roles(i: int) -> tuple[str, str, str]:
-    """(arena, slot table, completion ring) roles of front i."""
-    return f"f{i}.arena", f"f{i}.slots", f"f{i}.done"
+def front_roles(i: int, gen: int) -> tuple[str, str, str]:
+    """(arena, slot table, completion ring) roles of front slot i, generation gen."""
+    return f"f{i}.{gen}.arena", f"f{i}.{gen}.slots", f"f{i}.{gen}.done"
 
 
 def worker_roles(j: int, gen: int) -> tuple[str, str]:
@@ -209,5 +215,8 @@ def worker_roles(j: int, gen: int) -> tuple[str, str]:
     return f"w{j}.{gen}.out", f"w{j}.{gen}.rel"
 
 
-RELEASE = struct.Struct("<Q")
-RELEASE_CELL = 16
+# A release record (front -> worker): the block's offset in the worker's out-arena and
+# the (index, generation) of the front it was lent to.  Offset NO_BLOCK: nothing (fills
+# a cell a dead front claimed).
+RELEASE = struct.Struct("<QHH")
+RELEASE_CELL = 24

@@ -1,5 +1,5 @@
 """The supervisor: creates the shared memory, starts fronts and workers, restarts
-dead workers, and shuts everything down on SIGINT / SIGTERM.
+the ones that die, and shuts everything down on SIGINT / SIGTERM.
 
 Signal handlers only record the signal and wake the main loop through a pipe.
 """
@@ -35,6 +35,7 @@ class Supervisor:
         self.fronts: list[Any] = []
         self.workers: list[Any] = []
         self.gens = [0] * plan.workers
+        self.front_gens = [0] * plan.fronts
         self.restarts = 0
         self.stop_signal: int | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -76,15 +77,19 @@ class Supervisor:
                              P.CELL_SIZE, create=True)
 
     def _start(self) -> None:
-        me = os.getpid()
         for i in range(self.plan.fronts):
-            sock = None if self.plan.reuse_port else self.sock
-            p = self.ctx.Process(target=front_main, args=(self.plan, i, sock, me),
-                                 name=f"litserve-front-{i}")
-            p.start()
-            self.fronts.append(p)
+            self.fronts.append(self._spawn_front(i))
         for j in range(self.plan.workers):
             self.workers.append(self._spawn_worker(j))
+
+    def _spawn_front(self, i: int) -> Any:
+        gen = self.front_gens[i]
+        self.board.set_front(i, gen, P.STARTING)
+        sock = None if self.plan.reuse_port else self.sock
+        p = self.ctx.Process(target=front_main, args=(self.plan, i, gen, sock, os.getpid()),
+                             name=f"litserve-front-{i}")
+        p.start()
+        return p
 
     def _spawn_worker(self, j: int) -> Any:
         self.board.set_worker(j, self.gens[j], P.STARTING)
@@ -120,9 +125,8 @@ class Supervisor:
         while self.stop_signal is None:
             self._wait([p.sentinel for p in self.workers + self.fronts], 1.0)
             for i, p in enumerate(self.fronts):
-                if p.exitcode is not None and self.stop_signal is None:
-                    log.error("litserve: HTTP front %d died (exit code %s); stopping", i,
-                              p.exitcode)
+                dead = p.exitcode is not None and self.stop_signal is None
+                if dead and not self._restart_front(i, p.exitcode):
                     return 1
             for j, p in enumerate(self.workers):
                 dead = p.exitcode is not None and self.stop_signal is None
@@ -133,7 +137,7 @@ class Supervisor:
     def _restart(self, j: int, code: int) -> bool:
         self.restarts += 1
         if self.restarts > MAX_RESTARTS:
-            log.error("litserve: workers died %d times; giving up", self.restarts)
+            log.error("litserve: processes died %d times; giving up", self.restarts)
             return False
         log.error("litserve: worker %d died (exit code %s); failing its requests and restarting",
                   j, code)
@@ -148,6 +152,47 @@ class Supervisor:
         self.workers[j] = self._spawn_worker(j)
         return True
 
+    def _restart_front(self, i: int, code: int) -> bool:
+        """Replace dead front i.  Its connections and open requests are lost (their
+        clients see the connection close); the workers must not stall on what it left
+        half done, nor keep response blocks it never handed back."""
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS:
+            log.error("litserve: processes died %d times; giving up", self.restarts)
+            return False
+        log.error("litserve: HTTP front %d died (exit code %s); restarting it", i, code)
+        old = self.front_gens[i]
+        # A new generation: workers skip the old one's requests from now on and free the
+        # response blocks it held (releases name the front they come from, so a late one
+        # can never free a block lent since).
+        self.front_gens[i] = old + 1
+        self.board.set_front(i, old + 1, P.STARTING)
+        # A cell it claimed on a ring but never published would stop every consumer there.
+        ignore = P.RequestRecord(i, 0, P.IGNORE, old, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0).pack()
+        if self.requests.fill_abandoned(ignore):
+            log.warning("litserve: filled a request-ring cell the dead front held")
+        nothing = P.RELEASE.pack(P.NO_BLOCK, 0, 0)
+        for j in range(self.plan.workers):
+            try:
+                releases = Ring(self.plan.name(P.worker_roles(j, self.gens[j])[1]))
+            except IPCError:
+                continue  # that worker is starting; its ring is new
+            try:
+                releases.fill_abandoned(nothing)
+            finally:
+                releases.close()
+        done = self._done_rings.pop(i, None)
+        if done is not None:
+            while done.try_get() is not None:  # frees a worker waiting for space in it
+                pass
+            done.close()
+        arena, slots, done_name = (self.plan.name(r) for r in P.front_roles(i, old))
+        segment.unlink(arena)
+        segment.unlink(slots)
+        ring.unlink(done_name)
+        self.fronts[i] = self._spawn_front(i)
+        return True
+
     def _repair_rings(self) -> None:
         """Undo what a worker killed inside a ring operation left half done: a request
         cell it claimed but never released, a completion cell it claimed but never
@@ -157,20 +202,27 @@ class Supervisor:
         noop = P.Completion(0, 0, P.NOOP, 0, 0, 0, P.NO_BLOCK, 0, 0, 0).pack()
         for i in range(self.plan.fronts):
             try:
-                if self._done_ring(i).fill_abandoned(noop):
+                done = self._done_ring(i)
+                if done is not None and done.fill_abandoned(noop):
                     log.warning("litserve: filled a completion cell the dead worker held")
             except IPCError as exc:
                 log.error("litserve: could not check front %d's completion ring: %s", i, exc)
 
-    def _done_ring(self, i: int) -> Ring:
+    def _done_ring(self, i: int) -> Ring | None:
+        """Front i's completion ring; None while that front is (re)starting."""
         done = self._done_rings.get(i)
         if done is None:
-            done = self._done_rings[i] = Ring(self.plan.name(P.front_roles(i)[2]))
+            gen, state = self.board.front(i)
+            if state != P.READY:
+                return None  # it has no request of the dead worker: nothing to repair
+            done = self._done_rings[i] = Ring(self.plan.name(P.front_roles(i, gen)[2]))
         return done
 
     def _notify_front(self, i: int, j: int, gen: int) -> None:
         try:
             done = self._done_ring(i)
+            if done is None:
+                return
             rec = P.Completion(j, gen, P.WORKER_DIED, 500, 0, 0, P.NO_BLOCK, 0, 0, 0)
             done.put(rec.pack(), timeout=1.0)
         except IPCError as exc:
@@ -186,7 +238,7 @@ class Supervisor:
                 p.terminate()  # SIGTERM: uvicorn finishes in-flight requests
         _join(self.fronts, 5.0)
         live = [p for p in self.workers if p.is_alive()]
-        stop = P.RequestRecord(0, 0, P.STOP, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0).pack()
+        stop = P.RequestRecord(0, 0, P.STOP, 0, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0).pack()
         for _ in live:
             try:
                 self.requests.put(stop, timeout=0.5)

@@ -55,9 +55,10 @@ class Route:
 
 
 class Front:
-    def __init__(self, plan: Plan, index: int, apis: list[LitAPI], specs: list[Any]) -> None:
-        self.plan, self.index = plan, index
-        self.dispatch = Dispatcher(plan, index)
+    def __init__(self, plan: Plan, index: int, apis: list[LitAPI], specs: list[Any],
+                 gen: int = 0) -> None:
+        self.plan, self.index, self.gen = plan, index, gen
+        self.dispatch = Dispatcher(plan, index, gen)
         self.board = P.Board(plan.name(P.board_role()))
         self.routes: dict[str, Route] = {}
         self.spec_routes: dict[str, tuple[Route, Any]] = {}
@@ -89,7 +90,7 @@ class Front:
             if msg["type"] == "lifespan.startup":
                 self.loop = asyncio.get_running_loop()
                 self.dispatch.start(self.loop)
-                self.board.set_front(self.index, P.READY)
+                self.board.set_front(self.index, self.gen, P.READY)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -182,8 +183,8 @@ class Front:
     def _record(self, route: Route, kind: int, flags: int, pending: Pending, data_len: int,
                 meta_len: int, deadline: float, inline: bytes) -> P.RequestRecord:
         block = P.NO_BLOCK if pending.block is None else pending.block
-        return P.RequestRecord(self.index, route.index, kind, flags, pending.slot, pending.seq,
-                               block, data_len, meta_len, deadline, inline)
+        return P.RequestRecord(self.index, route.index, kind, self.gen, flags, pending.slot,
+                               pending.seq, block, data_len, meta_len, deadline, inline)
 
     # -- the predict path ----------------------------------------------------------------
     async def _predict(self, route: Route, scope: Scope, headers: dict[bytes, bytes],

@@ -63,9 +63,9 @@ class Busy(Exception):
 
 
 class Dispatcher:
-    def __init__(self, plan: Plan, index: int) -> None:
-        self.plan, self.index = plan, index
-        arena, slots, done = (plan.name(r) for r in P.front_roles(index))
+    def __init__(self, plan: Plan, index: int, gen: int = 0) -> None:
+        self.plan, self.index, self.gen = plan, index, gen
+        arena, slots, done = (plan.name(r) for r in P.front_roles(index, gen))
         self.arena = Arena(arena, plan.request_arena_bytes, create=True)
         self.slots = SlotTable(slots, plan.slots_per_front, create=True)
         self.done = Ring(done, plan.completion_ring_cells, P.CELL_SIZE, create=True)
@@ -189,7 +189,7 @@ class Dispatcher:
             headers, body = bytes(view[: c.meta_len]), bytes(view[c.meta_len :])
             view.release()
             try:
-                releases.put(P.RELEASE.pack(c.block), timeout=1.0)
+                releases.put(P.RELEASE.pack(c.block, self.index, self.gen), timeout=1.0)
             except RingFull:
                 log.error("worker %d's release ring is full; block %d leaks", c.worker, c.block)
         return Reply(c.kind, c.status, c.ctype, headers, body)

@@ -34,20 +34,22 @@ class _FrontServer(uvicorn.Server):
             self._log_started_message(sockets)  # uvicorn skips it for inherited sockets
 
 
-def front_main(plan: Plan, index: int, sock: socket.socket | None, parent: int) -> None:
+def front_main(plan: Plan, index: int, gen: int, sock: socket.socket | None, parent: int
+               ) -> None:
     """Serve HTTP on ``sock`` (shared by all fronts), or on a socket of our own bound with
-    SO_REUSEPORT when ``sock`` is None, so the kernel spreads connections evenly."""
+    SO_REUSEPORT when ``sock`` is None, so the kernel spreads connections evenly.  ``gen``
+    counts the restarts of front slot ``index``; it names this front's shared memory."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent, signal.SIGTERM)
     apis, specs = cloudpickle.loads(plan.apis_blob)
-    front = Front(plan, index, apis, specs)
+    front = Front(plan, index, apis, specs, gen)
     kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3,
                               "http": protocol_class(front.place_direct)}
     kwargs.update(plan.uvicorn_kwargs)
     config = uvicorn.Config(front, host=plan.host, port=plan.port, log_level=plan.log_level,
                             lifespan="on", **kwargs)
     server = _FrontServer(config)
-    server.announce = index == 0
+    server.announce = index == 0 and gen == 0
 
     def stop(signum: int, frame: Any) -> None:
         server.should_exit = True

@@ -12,13 +12,19 @@ from ..ipc._shm import gather_copy
 
 
 class FrontLink:
-    """Front i's arena (read), slot table (claim) and completion ring (post)."""
+    """Front i (generation gen): its arena (read), slot table (claim) and completion
+    ring (post)."""
 
-    def __init__(self, plan: Plan, i: int) -> None:
-        arena, slots, done = (plan.name(r) for r in P.front_roles(i))
+    def __init__(self, plan: Plan, i: int, gen: int) -> None:
+        self.key = (i, gen)
+        arena, slots, done = (plan.name(r) for r in P.front_roles(i, gen))
         self.arena = Arena(arena)
-        self.slots = SlotTable(slots)
-        self.done = Ring(done)
+        try:
+            self.slots = SlotTable(slots)
+            self.done = Ring(done)
+        except BaseException:
+            self.arena.close()
+            raise
 
     def close(self) -> None:
         for part in (self.done, self.slots, self.arena):
@@ -26,17 +32,41 @@ class FrontLink:
 
 
 class OutArena:
-    """This worker's response arena and the ring on which fronts hand blocks back."""
+    """This worker's response arena and the ring on which fronts hand blocks back.
+
+    Every block posted to a front is remembered with that front's (index, generation)
+    until the front hands it back; a release naming another front is ignored, and the
+    blocks of a front that died are freed here (``drop``).
+    """
 
     def __init__(self, plan: Plan, j: int, gen: int) -> None:
         out, rel = (plan.name(r) for r in P.worker_roles(j, gen))
         self.arena = Arena(out, plan.response_arena_bytes, create=True)
         self.releases = Ring(rel, plan.release_ring_cells, P.RELEASE_CELL, create=True)
         self.wait = plan.queue_wait * 6
+        self.lent: dict[int, tuple[int, int]] = {}
+
+    def lend(self, block: int, front: tuple[int, int]) -> None:
+        self.lent[block] = front
+
+    def _release(self, rec: bytes) -> None:
+        block, i, gen = P.RELEASE.unpack_from(rec)
+        if self.lent.get(block) == (i, gen):
+            del self.lent[block]
+            self.arena.free(block)
 
     def reclaim(self) -> None:
         while (rec := self.releases.try_get()) is not None:
-            self.arena.free(P.RELEASE.unpack_from(rec)[0])
+            self._release(rec)
+
+    def drop(self, front: tuple[int, int]) -> int:
+        """Free every block lent to ``front`` (it died); how many there were."""
+        self.reclaim()
+        blocks = [b for b, f in self.lent.items() if f == front]
+        for block in blocks:
+            del self.lent[block]
+            self.arena.free(block)
+        return len(blocks)
 
     def write(self, meta: bytes, parts: list[Any]) -> tuple[int, int]:
         """Copy meta + parts into a new block; (offset, body length)."""
@@ -51,7 +81,7 @@ class OutArena:
                 raise PayloadTooLarge(
                     f"the response arena ({self.arena.size} bytes) stayed full for "
                     f"{self.wait:.0f} s", size=size, limit=self.arena.size) from None
-            self.arena.free(P.RELEASE.unpack_from(rec)[0])
+            self._release(rec)
             block = self.arena.try_alloc(len(meta) + size)
         gather_copy(self.arena.buf, block, [meta, *parts])
         return block, size

@@ -14,6 +14,7 @@ from ..api import LitAPI, request_model
 from ..batching import BatchBuffers, stack
 from ..config import Plan, RouteOptions
 from ..ipc import PayloadTooLarge, Ring, RingEmpty
+from ..ipc.errors import IPCError
 from . import inputs, outputs
 from .forms import FormError
 from .links import FrontLink, OutArena
@@ -36,7 +37,7 @@ class Job:
 
 
 # what _claim returns for a STOP record
-STOP = Job(P.RequestRecord(0, 0, P.STOP, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0),
+STOP = Job(P.RequestRecord(0, 0, P.STOP, 0, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0),
            None, {})  # type: ignore[arg-type]
 
 
@@ -89,9 +90,10 @@ class Runner:
                  ) -> None:
         self.plan, self.j, self.gen = plan, j, gen
         self.apis = [Api(a, o, s) for a, o, s in zip(apis, plan.routes, specs, strict=True)]
+        self.board = P.Board(plan.name(P.board_role()))
         self.requests = Ring(plan.name(P.request_ring_role()))
         self.out = OutArena(plan, j, gen)
-        self.fronts: dict[int, FrontLink] = {}
+        self.fronts: dict[tuple[int, int], FrontLink] = {}
 
     # -- claiming ---------------------------------------------------------------------
     def serve(self) -> None:
@@ -102,20 +104,44 @@ class Runner:
                 return
             if first is None:
                 continue
+            self._forget_dead_fronts(busy=first.link)
             for api_index, jobs in self._collect(first).items():
                 self._run(self.apis[api_index], jobs)
 
     def _claim(self, body: bytes) -> Job | None:
-        """A claimed Job, None when the request was cancelled, STOP to exit."""
+        """A claimed Job, None when the request was cancelled or its front died, STOP to
+        exit."""
         rec = P.RequestRecord.unpack(body)
         if rec.kind == P.STOP:
             return STOP
-        link = self.fronts.get(rec.front)
+        if rec.kind == P.IGNORE:
+            return None
+        key = (rec.front, rec.fgen)
+        if not self._front_alive(key):
+            return None  # its front died: the client is gone, nobody to answer
+        link = self.fronts.get(key)
         if link is None:
-            link = self.fronts[rec.front] = FrontLink(self.plan, rec.front)
+            try:
+                link = self.fronts[key] = FrontLink(self.plan, *key)
+            except IPCError:
+                return None  # the front died (and was swept) since we looked
         if not link.slots.claim(rec.slot, rec.seq, self.j):
             return None  # cancelled (client gone / deadline) before we got to it
         return Job(rec, link, {})
+
+    def _front_alive(self, key: tuple[int, int]) -> bool:
+        """Is generation key[1] of front key[0] the one the supervisor runs now?"""
+        return self.board.front(key[0])[0] & 0xFF == key[1]
+
+    def _forget_dead_fronts(self, busy: FrontLink) -> None:
+        """Free the response blocks lent to fronts that died, and their mappings (but
+        not ``busy``'s, which a claimed job still reads; a later call closes it)."""
+        for key in [k for k in self.fronts if not self._front_alive(k)]:
+            freed = self.out.drop(key)
+            if key != busy.key:
+                self.fronts.pop(key).close()
+            if freed:
+                log.warning("freed %d response block(s) held by dead front %d", freed, key[0])
 
     def _collect(self, first: Job) -> dict[int, list[Job]]:
         """The batch window: up to max_batch_size jobs within batch_timeout of the first."""
@@ -198,7 +224,7 @@ class Runner:
             chunks = api.call("encode_response", gen, job.context)
             for chunk in chunks:
                 self._chunk(job, chunk)
-                if job.link.slots.abandoned(job.rec.slot, job.rec.seq):
+                if self._gone(job):
                     _close(chunks, gen)  # the client left: stop generating
                     break
         else:
@@ -292,8 +318,15 @@ class Runner:
                 self._post(job, P.ERROR, enc.status, enc.ctype, enc.meta, enc.parts)
             job.done = True
 
+    def _gone(self, job: Job) -> bool:
+        """Nobody waits for this job's output any more (client left, or its front died)."""
+        return (job.link.slots.abandoned(job.rec.slot, job.rec.seq)
+                or not self._front_alive(job.link.key))
+
     def _post(self, job: Job, kind: int, status: int, ctype: int, meta: bytes,
               parts: list[Any]) -> None:
+        if not self._front_alive(job.link.key):
+            return None  # its front died: the output has nowhere to go
         size = sum(memoryview(p).nbytes for p in parts)
         rec = job.rec
         if len(meta) + size <= P.INLINE_MAX:
@@ -306,6 +339,7 @@ class Runner:
                 enc = outputs.error(500, str(exc))
                 return self._post(job, P.ERROR, 500, enc.ctype, b"", enc.parts)
             inline = b""
+            self.out.lend(block, job.link.key)
         done = P.Completion(self.j, self.gen, kind, status, rec.slot, rec.seq, block, size,
                             len(meta), ctype, inline)
         job.link.done.put(done.pack(), timeout=self.plan.queue_wait * 6)
@@ -316,6 +350,7 @@ class Runner:
             link.close()
         self.out.close()
         self.requests.close()
+        self.board.close()
 
 
 def _wire_object(rec: P.RequestRecord, meta: dict[str, Any], body: Any, model: Any) -> Any:

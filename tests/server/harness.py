@@ -160,7 +160,7 @@ def serve(apis: str, **server_kwargs: Any) -> Iterator[Server]:
 def slot_table(server: Server) -> SlotTable:
     """Attach to front 0's slot table, to watch request states from outside."""
     token = f"lsv_{server.proc.pid:x}"
-    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.slots"))
+    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.0.slots"))
     return SlotTable("/" + entry)
 
 
@@ -170,3 +170,17 @@ def states(slots: SlotTable) -> list[int]:
 
 def all_free(slots: SlotTable) -> bool:
     return all(s == FREE for s in states(slots))
+
+
+def pids_mapping(server: Server, suffix: str) -> list[int]:
+    """The server's processes that have one of its segments ending in ``suffix`` mapped."""
+    token = f"lsv_{server.proc.pid:x}"
+    found = []
+    for pid in children(server.proc.pid):
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        if any(token in line and line.rstrip().endswith(suffix) for line in maps.splitlines()):
+            found.append(pid)
+    return found

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from litserve.ipc import names
 from litserve.ipc.slots import POSTED
 
-from .harness import serve, slot_table, states, wait_for
+from .harness import children, pids_mapping, serve, slot_table, states, wait_for
 
 
 def test_timeout_is_504_and_the_server_keeps_serving():
@@ -144,7 +147,7 @@ def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_pa
         assert server.post(json={"tag": "warm"}).status_code == 200
         token = f"lsv_{server.proc.pid:x}"
         entry = next(e for e in names.leftovers() if e.startswith(token)
-                     and e.endswith("f0.done"))
+                     and e.endswith("f0.0.done"))
         done = Ring("/" + entry)
         pos = _shm.load64(done._buf, ring_mod.OFF_ENQUEUE)  # claim a cell as the worker would
         assert _shm.cas64(done._buf, ring_mod.OFF_ENQUEUE, pos, pos + 1)
@@ -159,3 +162,122 @@ def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_pa
         wait_for(lambda: server.health() == 200, 30, "the replacement worker")
         assert server.post(json={"tag": "after"}).json()["tag"] == "after"
         assert "filled a completion cell the dead worker held" in server.output
+
+
+def test_a_killed_front_is_replaced_and_its_queued_requests_are_never_predicted(
+        tmp_path: Path):
+    """SIGKILL the only HTTP front while one of its requests is in predict and three wait
+    in the ring: the supervisor starts front 0 again (generation 1), the workers skip the
+    dead front's requests, its names leave /dev/shm, and the server serves on and still
+    exits cleanly."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)}) as server:
+        token = f"lsv_{server.proc.pid:x}"
+        [front] = pids_mapping(server, "f0.0.arena")  # workers map it at their first request
+        with ThreadPoolExecutor(4) as pool:
+            doomed = pool.submit(server.post, json={"tag": "doomed", "gate": str(gate)})
+            wait_for(lambda: log.exists() and "doomed" in log.read_text(), 10,
+                     "the first request reaching predict")
+            slots = slot_table(server)
+            queued = [pool.submit(server.post, json={"tag": f"q{i}"}) for i in range(3)]
+            wait_for(lambda: states(slots).count(POSTED) == 3, 10, "three requests queued")
+            slots.close()
+            os.kill(front, signal.SIGKILL)
+            for f in [doomed, *queued]:  # their connection went down with the front
+                with pytest.raises(httpx.TransportError):
+                    f.result(timeout=20)
+        # A request a worker claims before the supervisor saw the front die is still
+        # predicted (its answer is dropped); the queued ones are claimed after that.
+        wait_for(lambda: any(e.startswith(token) and e.endswith("f0.1.arena")
+                             for e in names.leftovers()), 30, "front 0 starting again")
+        gate.touch()
+        wait_for(lambda: server.health() == 200, 30, "the new front answering")
+        r = server.post(json={"tag": "after"})
+        assert r.status_code == 200 and r.json()["tag"] == "after"
+        assert not [e for e in names.leftovers() if token in e and "_f0.0." in e]
+        assert pids_mapping(server, "f0.1.arena") and front not in children(server.proc.pid)
+        predicted = [line.split()[1] for line in log.read_text().splitlines()]
+        assert predicted == ["doomed", "after"], (predicted, server.output)
+        assert "HTTP front 0 died" in server.output
+
+
+def test_response_blocks_lent_to_a_front_that_died_are_freed(tmp_path: Path):
+    """A 3 MiB answer in a 4 MiB response arena, posted to a front that is stopped and
+    then killed before it copies it out: the worker frees the block when it learns the
+    front died, so the next 3 MiB answers still fit."""
+    from litserve.ipc import Ring
+
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    big = np.arange(3 * 2**20 // 4, dtype=np.float32)
+    headers = {"content-type": "application/octet-stream", "x-tensor-dtype": "float32",
+               "accept": "application/octet-stream"}
+    env = {"LITSERVE_TEST_LOG": str(log), "LITSERVE_TEST_GATE": str(gate)}
+    with serve("basic:GatedTensorOut", response_buffer_size=4 * 2**20, queue_timeout=0.5,
+               timeout=60, env=env) as server:
+        token = f"lsv_{server.proc.pid:x}"
+        [front] = pids_mapping(server, "f0.0.arena")
+        with ThreadPoolExecutor(1) as pool:
+            lost = pool.submit(server.post, content=big.tobytes(), headers=headers)
+            wait_for(lambda: log.exists() and "predict" in log.read_text(), 10,
+                     "the request reaching predict")
+            os.kill(front, signal.SIGSTOP)
+            entry = next(e for e in names.leftovers() if e.startswith(token)
+                         and e.endswith("f0.0.done"))
+            done = Ring("/" + entry)
+            gate.touch()
+            wait_for(lambda: len(done) == 1, 10, "the answer posted to the stopped front")
+            done.close()
+            os.kill(front, signal.SIGKILL)
+            with pytest.raises(httpx.TransportError):
+                lost.result(timeout=20)
+        wait_for(lambda: server.health() == 200, 30, "the new front answering")
+        for _ in range(2):
+            r = server.post(content=big.tobytes(), headers=headers)
+            assert r.status_code == 200, r.text
+            assert np.array_equal(np.frombuffer(r.content, np.float32), big * 2)
+        assert "freed 1 response block(s) held by dead front 0" in server.output
+
+
+def test_a_stream_whose_front_died_stops_generating(tmp_path: Path):
+    log = tmp_path / "chunks"
+    with serve("basic:Endless", stream=True, env={"LITSERVE_TEST_LOG": str(log)}) as server:
+        [front] = pids_mapping(server, "f0.0.arena")
+        with (pytest.raises(httpx.TransportError),  # the stream breaks off midway
+              httpx.stream("POST", server.url + "/predict", json={}, timeout=30) as r):
+            lines = r.iter_lines()
+            assert json.loads(next(lines)) == {"i": 0}
+            os.kill(front, signal.SIGKILL)
+            for _ in lines:
+                pass
+        wait_for(lambda: server.health() == 200, 30, "the new front answering")
+
+        def produced() -> int:
+            return len(log.read_text().splitlines())
+
+        before = produced()
+        time.sleep(0.3)
+        assert produced() == before, "the generator kept running for a front that died"
+        assert before < 1000
+
+
+def test_with_two_fronts_one_killed_under_load_the_other_serves_on():
+    with serve("basic:Echo", run_kwargs={"num_api_servers": 2}) as server:
+        [front1] = pids_mapping(server, "f1.0.arena")
+
+        def post(i: int) -> Any:
+            try:
+                return httpx.post(server.url + "/predict", json={"i": i}, timeout=30)
+            except httpx.TransportError as exc:
+                return exc
+
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.map(post, range(40))
+            os.kill(front1, signal.SIGKILL)
+            results = list(first) + list(pool.map(post, range(40, 80)))
+        answered = [(i, r) for i, r in enumerate(results) if isinstance(r, httpx.Response)]
+        assert all(r.status_code == 200 and r.json()["value"]["i"] == i for i, r in answered)
+        assert len(answered) >= 40  # only connections the dead front held were lost
+        wait_for(lambda: pids_mapping(server, "f1.1.arena"), 30, "front 1 starting again")
+        for i in range(20):  # both fronts accept again
+            assert post(i).json()["value"]["i"] == i
+        assert "HTTP front 1 died" in server.output

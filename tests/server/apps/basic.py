@@ -83,6 +83,15 @@ class TensorOut(ls.LitAPI):
         return x * 2
 
 
+class GatedTensorOut(TensorOut):
+    """TensorOut whose predict first waits for the file $LITSERVE_TEST_GATE."""
+
+    def predict(self, x):
+        _note(f"predict pid={os.getpid()}")
+        _wait_file(os.environ["LITSERVE_TEST_GATE"])
+        return super().predict(x)
+
+
 class Item(BaseModel):
     name: str
     count: int
