@@ -3,12 +3,15 @@
 ``stack`` is what ``LitAPI.batch`` does by default: equal-shape NumPy arrays are
 gathered into one buffer with a single GIL-free copy per slot (``gather_copy``);
 the buffer is kept and reused for the next batch of the same shape and dtype.
-Torch tensors are stacked into a reused buffer too, pinned when CUDA is present so
-the copy to the device can be asynchronous.  Anything else stays a list.
+Torch tensors are stacked into a reused buffer too.  When CUDA is present both kinds of
+buffer live in pinned (page-locked) host memory, so the copy to the device can be
+asynchronous (``torch.from_numpy(batch).to("cuda", non_blocking=True)``).  Anything
+else stays a list.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ class BatchBuffers:
         if buf is None:
             if len(self._np) >= self._max:
                 self._np.clear()
-            buf = self._np[key] = np.empty((n, *shape), dtype)
+            buf = self._np[key] = _pinned_numpy((n, *shape), dtype)
         return buf
 
     def torch(self, n: int, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -44,6 +47,25 @@ class BatchBuffers:
             pin = torch.cuda.is_available()
             buf = self._torch[key] = torch.empty((n, *shape), dtype=dtype, pin_memory=pin)
         return buf
+
+
+def _cuda() -> bool:
+    """CUDA is usable, asked only of a torch the API already imported (a NumPy-only API
+    does not pay for importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and bool(torch.cuda.is_available())
+
+
+def _pinned_numpy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array, in pinned host memory when CUDA is usable."""
+    if not _cuda():
+        return np.empty(shape, dtype)
+    import torch
+
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    host = torch.empty(max(nbytes, 1), dtype=torch.uint8, pin_memory=True)
+    # the array's base keeps the pinned tensor alive
+    return host.numpy()[:nbytes].view(dtype).reshape(shape)
 
 
 _default_buffers = BatchBuffers()
