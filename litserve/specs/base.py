@@ -91,8 +91,14 @@ class LitSpec:
         """Per-request framing state, created before the first output."""
         return {"stream": stream, "outputs": []}
 
-    def chunk(self, state: Any, output: Any) -> bytes:
-        """Bytes to send now for one encoded output (b"" to send nothing yet)."""
+    def choices(self, state: Any) -> int:
+        """How many answers the request asked for: ``predict`` runs once for each (in
+        one batch when batching), and each output says which answer it belongs to."""
+        return 1
+
+    def chunk(self, state: Any, output: Any, choice: int = 0) -> bytes:
+        """Bytes to send now for one encoded output of answer ``choice`` (b"" to send
+        nothing yet)."""
         state["outputs"].append(output)
         return b""
 

@@ -15,6 +15,9 @@ last message counts, as in a returned conversation).  Token counts go to ``usage
 the largest ``prompt_tokens`` reported, and the sum of ``completion_tokens``
 (report them once at the end, or as increments per item).
 
+A request with ``n`` > 1 (up to 128) runs ``predict`` once per choice, in batches of
+at most ``max_batch_size`` when batching; each choice is framed with its own index.
+
 Where things run: the front validates the ``ChatCompletionRequest`` (422 / 400 in
 OpenAI's shape), copies every field but ``messages`` into ``context`` and calls
 ``populate_context(context, request)``; the worker parses the request again, hands
@@ -92,6 +95,7 @@ With OpenAISpec, predict (and encode_response, if you define one) must be genera
 """
 
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+MAX_CHOICES = 128  # what OpenAI accepts for n
 
 
 class OpenAISpec(OpenAIBase):
@@ -126,10 +130,10 @@ class OpenAISpec(OpenAIBase):
 
     # -- front --------------------------------------------------------------------------------
     def refuse(self, request: Any) -> Immediate | None:
-        if request.n not in (None, 1):
-            return immediate_error(400, f"n={request.n} is not supported: this server returns "
-                                        "one choice per request; send n separate requests",
-                                   param="n")
+        n = 1 if request.n is None else request.n
+        if not 1 <= n <= MAX_CHOICES:
+            return immediate_error(400, f"n={n} is out of range: ask for 1 to {MAX_CHOICES} "
+                                        "choices", param="n")
         return None
 
     # -- worker -------------------------------------------------------------------------------
@@ -143,11 +147,15 @@ class OpenAISpec(OpenAIBase):
     def start(self, request: Any, context: dict[str, Any], stream: bool) -> Completion:
         model = getattr(request, "model", "") or self.served_name()
         options = getattr(request, "stream_options", None)
-        return Completion(model, stream, bool(options and options.include_usage))
+        n = getattr(request, "n", None) or 1
+        return Completion(model, stream, bool(options and options.include_usage), n)
 
-    def chunk(self, state: Completion, output: Any) -> bytes:
+    def choices(self, state: Completion) -> int:
+        return len(state.choices)
+
+    def chunk(self, state: Completion, output: Any, choice: int = 0) -> bytes:
         message = as_message(output)
-        return b"" if message is None else state.add(message)
+        return b"" if message is None else state.add(message, choice)
 
     def finish(self, state: Completion) -> bytes:
         return state.finish()
@@ -156,46 +164,56 @@ class OpenAISpec(OpenAIBase):
         return b"text/event-stream" if stream else b"application/json"
 
 
+class Choice:
+    """One answer of a completion (OpenAI's ``n`` asks for several)."""
+
+    __slots__ = ("role", "content", "tool_calls", "finish_reason")
+
+    def __init__(self) -> None:
+        self.role: str | None = None  # set once the first delta (which carries it) is made
+        self.content: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.finish_reason = "stop"
+
+
 class Completion:
     """The framing state of one response: what was sent, what is still to come."""
 
-    __slots__ = ("stream", "model", "include_usage", "head", "role", "content", "tool_calls",
-                 "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "id",
-                 "created")
+    __slots__ = ("stream", "model", "include_usage", "head", "choices", "prompt_tokens",
+                 "completion_tokens", "total_tokens", "id", "created")
 
-    def __init__(self, model: str, stream: bool, include_usage: bool) -> None:
+    def __init__(self, model: str, stream: bool, include_usage: bool, n: int = 1) -> None:
         self.stream, self.model, self.include_usage = stream, model, include_usage
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.head = (b'data: {"id":"' + self.id.encode() + b'","object":"chat.completion.chunk",'
                      b'"created":%d,"model":%s,"choices":[' % (self.created, orjson.dumps(model)))
-        self.role: str | None = None  # set once the first delta (which carries it) is made
-        self.content: list[str] = []
-        self.tool_calls: list[dict[str, Any]] = []
-        self.finish_reason = "stop"
+        self.choices = [Choice() for _ in range(n)]
         self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
 
-    def add(self, message: dict[str, Any]) -> bytes:
-        """Take one output; in a stream, return its chunk (b"" when it says nothing)."""
+    def add(self, message: dict[str, Any], index: int = 0) -> bytes:
+        """Take one output of choice ``index``; in a stream, return its chunk (b"" when it
+        says nothing)."""
         self._count(message)
+        choice = self.choices[index]
         delta: dict[str, Any] = {}
-        if self.role is None:
-            self.role = delta["role"] = message.get("role") or "assistant"
+        if choice.role is None:
+            choice.role = delta["role"] = message.get("role") or "assistant"
         content = message.get("content")
         if content is not None:
             delta["content"] = _text(content)
-            self.content.append(delta["content"])
+            choice.content.append(delta["content"])
         calls = message.get("tool_calls")
         if calls:
-            delta["tool_calls"] = [_tool_call(c, len(self.tool_calls) + i, self.stream)
+            delta["tool_calls"] = [_tool_call(c, len(choice.tool_calls) + i, self.stream)
                                    for i, c in enumerate(calls)]
-            self.tool_calls.extend(delta["tool_calls"])
-            self.finish_reason = "tool_calls"
+            choice.tool_calls.extend(delta["tool_calls"])
+            choice.finish_reason = "tool_calls"
         if message.get("finish_reason"):
-            self.finish_reason = message["finish_reason"]
+            choice.finish_reason = message["finish_reason"]
         if not self.stream or not delta:
             return b""
-        return self.head + _choice(delta, None) + b"]}\n\n"
+        return self.head + _choice(index, delta, None) + b"]}\n\n"
 
     def _count(self, message: dict[str, Any]) -> None:
         prompt, completion, total = (message.get(k) or 0 for k in _USAGE_KEYS)
@@ -211,26 +229,30 @@ class Completion:
     def finish(self) -> bytes:
         if not self.stream:
             return orjson.dumps(self.response())
-        delta = {} if self.role is not None else {"role": "assistant", "content": ""}
-        tail = self.head + _choice(delta, self.finish_reason) + b"]}\n\n"
+        tail = b""
+        for index, choice in enumerate(self.choices):
+            delta = {} if choice.role is not None else {"role": "assistant", "content": ""}
+            tail += self.head + _choice(index, delta, choice.finish_reason) + b"]}\n\n"
         if self.include_usage:
             tail += self.head + b'],"usage":' + orjson.dumps(self.usage()) + b"}\n\n"
         return tail + b"data: [DONE]\n\n"
 
     def response(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": self.role or "assistant",
-                                   "content": "".join(self.content)}
-        if self.tool_calls:
-            message["tool_calls"] = self.tool_calls
-            message["content"] = message["content"] or None
-        choice = {"index": 0, "message": message, "finish_reason": self.finish_reason,
-                  "logprobs": None}
+        choices = []
+        for index, choice in enumerate(self.choices):
+            message: dict[str, Any] = {"role": choice.role or "assistant",
+                                       "content": "".join(choice.content)}
+            if choice.tool_calls:
+                message["tool_calls"] = choice.tool_calls
+                message["content"] = message["content"] or None
+            choices.append({"index": index, "message": message,
+                            "finish_reason": choice.finish_reason, "logprobs": None})
         return {"id": self.id, "object": "chat.completion", "created": self.created,
-                "model": self.model, "choices": [choice], "usage": self.usage()}
+                "model": self.model, "choices": choices, "usage": self.usage()}
 
 
-def _choice(delta: dict[str, Any], finish_reason: str | None) -> bytes:
-    return (b'{"index":0,"delta":' + orjson.dumps(delta) + b',"finish_reason":'
+def _choice(index: int, delta: dict[str, Any], finish_reason: str | None) -> bytes:
+    return (b'{"index":%d,"delta":' % index + orjson.dumps(delta) + b',"finish_reason":'
             + orjson.dumps(finish_reason) + b',"logprobs":null}')
 
 

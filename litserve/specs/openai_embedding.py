@@ -162,7 +162,7 @@ class OpenAIEmbeddingSpec(OpenAIBase):
                 "base64": request.encoding_format == "base64",
                 "count": len(items_of(request.input)), "tokens": tokens}
 
-    def chunk(self, state: dict[str, Any], output: Any) -> bytes:
+    def chunk(self, state: dict[str, Any], output: Any, choice: int = 0) -> bytes:
         state["output"] = output
         return b""
 

@@ -239,30 +239,38 @@ class Runner:
 
     # -- specs: the spec frames every encoded output --------------------------------------
     def _spec(self, api: Api, jobs: list[Job]) -> None:
-        if api.opts.max_batch_size == 1:
-            job = jobs[0]
-            y = api.call("predict", job.request, job.context)
-            self._spec_outputs(api, job, y, inspect.isgenerator(y))
-        else:
-            x = api.batch([job.request for job in jobs])
-            y = api.call("predict", x, [job.context for job in jobs])
-            if inspect.isgenerator(y):
-                for step in y:
-                    outs: list[Any] = list(step)  # type: ignore[call-overload]
-                    for job, out in zip(jobs, outs, strict=False):
-                        self._spec_outputs(api, job, iter([out]), True)
+        # One lane per answer asked for (OpenAI's n): predict runs once for each, in
+        # batches of at most max_batch_size lanes.
+        lanes = [(job, k) for job in jobs for k in range(api.spec.choices(job.state))]
+        size = api.opts.max_batch_size
+        for part in (lanes[i : i + size] for i in range(0, len(lanes), size)):
+            if size == 1:
+                [(job, k)] = part
+                y = api.call("predict", job.request, job.context)
+                self._spec_outputs(api, job, y, inspect.isgenerator(y), k)
             else:
-                for job, out in zip(jobs, api.unbatch(y, len(jobs)), strict=True):
-                    self._spec_outputs(api, job, out, False)
+                self._spec_batch(api, part)
         for job in jobs:
             self._spec_finish(api, job)
 
-    def _spec_outputs(self, api: Api, job: Job, y: Any, streamed: bool) -> None:
+    def _spec_batch(self, api: Api, lanes: list[tuple[Job, int]]) -> None:
+        x = api.batch([job.request for job, _ in lanes])
+        y = api.call("predict", x, [job.context for job, _ in lanes])
+        if inspect.isgenerator(y):
+            for step in y:
+                outs: list[Any] = list(step)  # type: ignore[call-overload]
+                for (job, k), out in zip(lanes, outs, strict=False):
+                    self._spec_outputs(api, job, iter([out]), True, k)
+        else:
+            for (job, k), out in zip(lanes, api.unbatch(y, len(lanes)), strict=True):
+                self._spec_outputs(api, job, out, False, k)
+
+    def _spec_outputs(self, api: Api, job: Job, y: Any, streamed: bool, choice: int) -> None:
         encoded = api.call("encode_response", y, job.context)
         items = encoded if streamed and _iterable(encoded) else [encoded]
         stream = bool(job.rec.flags & P.STREAM)
         for item in items:
-            data = api.spec.chunk(job.state, item)
+            data = api.spec.chunk(job.state, item, choice)
             if not data:
                 continue
             if stream:

@@ -253,6 +253,36 @@ def test_custom_encode_response_tool_calls(servers: Any) -> None:
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
+# -- several choices (n) ---------------------------------------------------------------------------
+def test_n_choices_plain_run_predict_once_each(chat: SpecServer) -> None:
+    out = client(chat).chat.completions.create(model="m", messages=user("one two"), n=3)
+    assert [c.index for c in out.choices] == [0, 1, 2]
+    assert [c.message.content for c in out.choices] == ["one two"] * 3
+    assert {c.finish_reason for c in out.choices} == {"stop"}
+    assert out.usage.completion_tokens == 3 * 2  # three predicts of two words each
+
+
+def test_n_choices_streamed(chat: SpecServer) -> None:
+    stream = client(chat).chat.completions.create(model="m", messages=user("x y"), n=2,
+                                                   stream=True)
+    text: dict[int, str] = {0: "", 1: ""}
+    finish: dict[int, str | None] = {}
+    for chunk in stream:
+        for c in chunk.choices:
+            text[c.index] += c.delta.content or ""
+            if c.finish_reason:
+                finish[c.index] = c.finish_reason
+    assert text == {0: "x y", 1: "x y"} and finish == {0: "stop", 1: "stop"}
+
+
+def test_n_choices_share_batches_of_at_most_max_batch_size(servers: Any) -> None:
+    api = client(servers("chat_batched"))
+    out = api.chat.completions.create(model="m", messages=user("p q"), n=2)
+    assert [c.message.content for c in out.choices] == ["[batch=2] p q"] * 2
+    out = api.chat.completions.create(model="m", messages=user("r"), n=6)  # batches of 4
+    assert [c.message.content for c in out.choices] == ["[batch=4] r"] * 4 + ["[batch=2] r"] * 2
+
+
 # -- batching -------------------------------------------------------------------------------------
 def test_batched_streams_each_get_their_own_tokens(servers: Any) -> None:
     server = servers("chat_batched")

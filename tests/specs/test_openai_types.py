@@ -96,6 +96,25 @@ def test_plain_response_matches_the_response_model() -> None:
     assert "index" not in out["choices"][0]["message"]["tool_calls"][0]
 
 
+def test_several_choices_are_framed_each_with_its_index() -> None:
+    state = Completion("m", True, False, n=2)
+    body = state.add({"content": "a"}, 1) + state.add({"content": "b"}, 0)
+    body += state.add({"content": "c", "finish_reason": "length"}, 1) + state.finish()
+    got = events(body)
+    assert got[-1] == "[DONE]"
+    chunks = [ChatCompletionChunk.model_validate(e) for e in got[:-1]]
+    assert [(c.choices[0].index, c.choices[0].delta.content) for c in chunks[:3]] == [
+        (1, "a"), (0, "b"), (1, "c")]
+    assert [(c.choices[0].index, c.choices[0].finish_reason) for c in chunks[3:]] == [
+        (0, "stop"), (1, "length")]
+    plain = Completion("m", False, False, n=2)
+    plain.add({"content": "x", "completion_tokens": 1}, 0)
+    plain.add({"content": "y", "completion_tokens": 1}, 1)
+    response = ChatCompletionResponse.model_validate(json.loads(plain.finish()))
+    assert [(c.index, c.message.content) for c in response.choices] == [(0, "x"), (1, "y")]
+    assert response.usage.completion_tokens == 2
+
+
 def test_usage_largest_prompt_and_summed_completion() -> None:
     outputs = [{"content": "a", "prompt_tokens": 4, "completion_tokens": 1},
                {"content": "b", "prompt_tokens": 4, "completion_tokens": 1}]
