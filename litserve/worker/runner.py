@@ -246,6 +246,8 @@ class Runner:
         for part in (lanes[i : i + size] for i in range(0, len(lanes), size)):
             if size == 1:
                 [(job, k)] = part
+                if k and self._gone(job):
+                    continue  # nobody waits for the remaining choices
                 y = api.call("predict", job.request, job.context)
                 self._spec_outputs(api, job, y, inspect.isgenerator(y), k)
             else:
@@ -276,6 +278,9 @@ class Runner:
             if stream:
                 self._post(job, P.CHUNK, 200, P.CT_SSE, b"", [data])
                 self._started(job)
+                if self._gone(job):
+                    _close(items, y)  # the client left: stop generating
+                    return
             else:
                 job.state.setdefault("_body", []).append(data)
 

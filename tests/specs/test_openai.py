@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -251,6 +252,23 @@ def test_custom_encode_response_tool_calls(servers: Any) -> None:
     deltas = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
     assert [(d.index, d.function.name) for d in deltas] == [(0, "lookup"), (1, "translate")]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_stream_stops_generating_when_the_client_leaves(chat: SpecServer) -> None:
+    from server.harness import all_free, slot_table, wait_for
+
+    body = {"model": "m", "messages": user("count 2000"), "stream": True, "n": 2}
+    with httpx.stream("POST", chat.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        lines = (line for line in r.iter_lines() if line.startswith("data: "))
+        assert [json.loads(next(lines)[6:])["choices"][0]["delta"]["content"]
+                for _ in range(3)] == ["0 ", "1 ", "2 "]
+    slots = slot_table(chat)
+    try:  # 2 x 2000 tokens would take 20 s; the worker stops at the next token instead
+        wait_for(lambda: all_free(slots), 6, "the abandoned stream ending")
+    finally:
+        slots.close()
+    assert client(chat).chat.completions.create(
+        model="m", messages=user("still here")).choices[0].message.content == "still here"
 
 
 # -- several choices (n) ---------------------------------------------------------------------------

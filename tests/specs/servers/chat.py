@@ -60,6 +60,11 @@ class ChatAPI(ls.LitAPI):
                 {"id": "call_1", "type": "function",
                  "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
             return
+        if command == "count":  # count N: N tokens, 5 ms apart
+            for i in range(int(text.split()[1])):
+                time.sleep(0.005)
+                yield f"{i} "
+            return
         if command == "length":
             yield {"content": "cut", "finish_reason": "length"}
             return
