@@ -230,9 +230,13 @@ class Runner:
         else:
             x = api.batch([job.request for job in jobs])
             gen = api.call("predict", x, [job.context for job in jobs])
-            for step in api.call("encode_response", gen, [job.context for job in jobs]):
+            steps = api.call("encode_response", gen, [job.context for job in jobs])
+            for step in steps:
                 for job, chunk in zip(jobs, step, strict=False):
                     self._chunk(job, chunk)
+                if all(self._gone(job) for job in jobs):
+                    _close(steps, gen)  # every client of the batch left
+                    break
         for job in jobs:
             self._post(job, P.END, 200, P.CT_NDJSON, b"", [])
             job.done = True
@@ -263,6 +267,9 @@ class Runner:
                 outs: list[Any] = list(step)  # type: ignore[call-overload]
                 for (job, k), out in zip(lanes, outs, strict=False):
                     self._spec_outputs(api, job, iter([out]), True, k)
+                if all(self._gone(job) for job, _ in lanes):
+                    y.close()  # every client of the batch left
+                    break
         else:
             for (job, k), out in zip(lanes, api.unbatch(y, len(lanes)), strict=True):
                 self._spec_outputs(api, job, out, False, k)

@@ -103,6 +103,21 @@ def test_batched_streaming_sends_each_request_its_own_chunks():
             assert [json.loads(line)["i"] for line in r.text.splitlines()] == list(range(3)), n
 
 
+def test_batched_stream_stops_when_every_client_left(tmp_path: Path):
+    log = tmp_path / "steps"
+    with serve("basic:EndlessBatch", stream=True, max_batch_size=2, batch_timeout=0.05,
+               env={"LITSERVE_TEST_LOG": str(log)}) as server:
+        with httpx.stream("POST", server.url + "/predict", json={}, timeout=30) as r:
+            lines = r.iter_lines()
+            assert [json.loads(next(lines)) for _ in range(3)] == [{"i": 0}, {"i": 1}, {"i": 2}]
+        slots = slot_table(server)
+        try:
+            wait_for(lambda: all_free(slots), 20, "the abandoned batch ending")
+        finally:
+            slots.close()
+        assert len(log.read_text().splitlines()) < 1000, "the batch kept generating"
+
+
 def test_stream_stops_when_the_client_leaves(tmp_path: Path):
     log = tmp_path / "chunks"
     with serve("basic:Endless", stream=True, env={"LITSERVE_TEST_LOG": str(log)}) as server:

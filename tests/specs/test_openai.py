@@ -271,6 +271,21 @@ def test_stream_stops_generating_when_the_client_leaves(chat: SpecServer) -> Non
         model="m", messages=user("still here")).choices[0].message.content == "still here"
 
 
+def test_batched_stream_stops_when_every_client_left(servers: Any) -> None:
+    from server.harness import all_free, slot_table, wait_for
+
+    server = servers("chat_batched")
+    body = {"model": "m", "messages": user("count 2000"), "stream": True, "n": 2}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        lines = (line for line in r.iter_lines() if line.startswith("data: "))
+        assert json.loads(next(lines)[6:])["choices"][0]["delta"]["content"] == "0 "
+    slots = slot_table(server)
+    try:  # 2000 steps would take 10 s
+        wait_for(lambda: all_free(slots), 6, "the abandoned batch ending")
+    finally:
+        slots.close()
+
+
 # -- several choices (n) ---------------------------------------------------------------------------
 def test_n_choices_plain_run_predict_once_each(chat: SpecServer) -> None:
     out = client(chat).chat.completions.create(model="m", messages=user("one two"), n=3)

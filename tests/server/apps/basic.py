@@ -316,6 +316,23 @@ class BatchStreamer(ls.LitAPI):
             yield [{"i": v} for v in step]
 
 
+class EndlessBatch(ls.LitAPI):
+    """Batched: streams up to 2000 steps slowly, noting each one."""
+
+    def setup(self, device):
+        pass
+
+    def predict(self, xs):
+        for i in range(2000):
+            _note(f"step {i}")
+            time.sleep(0.005)
+            yield [i for _ in xs]
+
+    def encode_response(self, steps):
+        for step in steps:
+            yield [{"i": v} for v in step]
+
+
 class Endless(ls.LitAPI):
     """Streams up to 2000 chunks slowly, noting each one; stops if the client leaves."""
 
