@@ -216,7 +216,14 @@ def worker_roles(j: int, gen: int) -> tuple[str, str]:
 
 
 # A release record (front -> worker): the block's offset in the worker's out-arena and
-# the (index, generation) of the front it was lent to.  Offset NO_BLOCK: nothing (fills
-# a cell a dead front claimed).
+# the index and generation (mod 2**16, see ``lend_tag``) of the front it was lent to.
+# Offset NO_BLOCK: nothing (fills a cell a dead front claimed).
 RELEASE = struct.Struct("<QHH")
+
+
+def lend_tag(front: int, gen: int) -> tuple[int, int]:
+    """How a release record names front ``front`` of generation ``gen``."""
+    return front, gen & 0xFFFF
+
+
 RELEASE_CELL = 24

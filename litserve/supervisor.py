@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from typing import Any
 
 from . import protocol as P
@@ -25,7 +26,22 @@ from .ipc.janitor import Janitor, sweep
 from .worker.main import worker_main
 
 log = logging.getLogger("litserve")
-MAX_RESTARTS = 20
+RESTART_WINDOW_S = 60.0
+MAX_RESTARTS_ENV = "LITSERVE_MAX_RESTARTS"
+
+
+def max_restarts() -> int:
+    """Deaths (fronts and workers together) tolerated within RESTART_WINDOW_S before the
+    supervisor gives up: $LITSERVE_MAX_RESTARTS, default 20."""
+    raw = os.environ.get(MAX_RESTARTS_ENV, "20")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise StartupError(f"litserve: {MAX_RESTARTS_ENV}={raw!r} is not valid; give a "
+                           "whole number >= 0 (deaths tolerated per minute)")
+    return value
 
 
 class Supervisor:
@@ -36,7 +52,7 @@ class Supervisor:
         self.workers: list[Any] = []
         self.gens = [0] * plan.workers
         self.front_gens = [0] * plan.fronts
-        self.restarts = 0
+        self.deaths: deque[float] = deque()  # when processes died, within the window
         self.stop_signal: int | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._done_rings: dict[int, Ring] = {}
@@ -47,6 +63,7 @@ class Supervisor:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         janitor = Janitor.start(self.plan.token)
         try:
+            self.max_restarts = max_restarts()
             self._create()
             self._start()
             if not self._wait_started():
@@ -134,10 +151,20 @@ class Supervisor:
                     return 1
         return 0
 
+    def _budget_left(self) -> bool:
+        """Count one death; False when too many came within the window (a crash loop)."""
+        now = time.monotonic()
+        self.deaths.append(now)
+        while self.deaths and self.deaths[0] < now - RESTART_WINDOW_S:
+            self.deaths.popleft()
+        if len(self.deaths) > self.max_restarts:
+            log.error("litserve: %d processes died within %.0f s (more than %s=%d); giving up",
+                      len(self.deaths), RESTART_WINDOW_S, MAX_RESTARTS_ENV, self.max_restarts)
+            return False
+        return True
+
     def _restart(self, j: int, code: int) -> bool:
-        self.restarts += 1
-        if self.restarts > MAX_RESTARTS:
-            log.error("litserve: processes died %d times; giving up", self.restarts)
+        if not self._budget_left():
             return False
         log.error("litserve: worker %d died (exit code %s); failing its requests and restarting",
                   j, code)
@@ -156,9 +183,7 @@ class Supervisor:
         """Replace dead front i.  Its connections and open requests are lost (their
         clients see the connection close); the workers must not stall on what it left
         half done, nor keep response blocks it never handed back."""
-        self.restarts += 1
-        if self.restarts > MAX_RESTARTS:
-            log.error("litserve: processes died %d times; giving up", self.restarts)
+        if not self._budget_left():
             return False
         log.error("litserve: HTTP front %d died (exit code %s); restarting it", i, code)
         old = self.front_gens[i]

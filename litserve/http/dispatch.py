@@ -189,7 +189,8 @@ class Dispatcher:
             headers, body = bytes(view[: c.meta_len]), bytes(view[c.meta_len :])
             view.release()
             try:
-                releases.put(P.RELEASE.pack(c.block, self.index, self.gen), timeout=1.0)
+                releases.put(P.RELEASE.pack(c.block, *P.lend_tag(self.index, self.gen)),
+                             timeout=1.0)
             except RingFull:
                 log.error("worker %d's release ring is full; block %d leaks", c.worker, c.block)
         return Reply(c.kind, c.status, c.ctype, headers, body)

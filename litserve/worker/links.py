@@ -17,6 +17,7 @@ class FrontLink:
 
     def __init__(self, plan: Plan, i: int, gen: int) -> None:
         self.key = (i, gen)
+        self.tag = P.lend_tag(i, gen)  # how its releases name it
         arena, slots, done = (plan.name(r) for r in P.front_roles(i, gen))
         self.arena = Arena(arena)
         try:
@@ -34,9 +35,9 @@ class FrontLink:
 class OutArena:
     """This worker's response arena and the ring on which fronts hand blocks back.
 
-    Every block posted to a front is remembered with that front's (index, generation)
-    until the front hands it back; a release naming another front is ignored, and the
-    blocks of a front that died are freed here (``drop``).
+    Every block posted to a front is remembered with that front's ``lend_tag`` until
+    the front hands it back; a release naming another front is ignored, and the blocks
+    of a front that died are freed here (``drop``).
     """
 
     def __init__(self, plan: Plan, j: int, gen: int) -> None:
@@ -46,8 +47,8 @@ class OutArena:
         self.wait = plan.queue_wait * 6
         self.lent: dict[int, tuple[int, int]] = {}
 
-    def lend(self, block: int, front: tuple[int, int]) -> None:
-        self.lent[block] = front
+    def lend(self, block: int, tag: tuple[int, int]) -> None:
+        self.lent[block] = tag
 
     def _release(self, rec: bytes) -> None:
         block, i, gen = P.RELEASE.unpack_from(rec)
@@ -59,10 +60,10 @@ class OutArena:
         while (rec := self.releases.try_get()) is not None:
             self._release(rec)
 
-    def drop(self, front: tuple[int, int]) -> int:
-        """Free every block lent to ``front`` (it died); how many there were."""
+    def drop(self, tag: tuple[int, int]) -> int:
+        """Free every block lent to the front of ``tag`` (it died); how many there were."""
         self.reclaim()
-        blocks = [b for b, f in self.lent.items() if f == front]
+        blocks = [b for b, f in self.lent.items() if f == tag]
         for block in blocks:
             del self.lent[block]
             self.arena.free(block)

@@ -116,9 +116,10 @@ class Runner:
             return STOP
         if rec.kind == P.IGNORE:
             return None
-        key = (rec.front, rec.fgen)
-        if not self._front_alive(key):
+        gen = self.board.front(rec.front)[0]  # the descriptor has its low byte only
+        if gen & 0xFF != rec.fgen:
             return None  # its front died: the client is gone, nobody to answer
+        key = (rec.front, gen)
         link = self.fronts.get(key)
         if link is None:
             try:
@@ -131,14 +132,15 @@ class Runner:
 
     def _front_alive(self, key: tuple[int, int]) -> bool:
         """Is generation key[1] of front key[0] the one the supervisor runs now?"""
-        return self.board.front(key[0])[0] & 0xFF == key[1]
+        return self.board.front(key[0])[0] == key[1]
 
     def _forget_dead_fronts(self, busy: FrontLink) -> None:
         """Free the response blocks lent to fronts that died, and their mappings (but
         not ``busy``'s, which a claimed job still reads; a later call closes it)."""
         for key in [k for k in self.fronts if not self._front_alive(k)]:
-            freed = self.out.drop(key)
-            if key != busy.key:
+            link = self.fronts[key]
+            freed = self.out.drop(link.tag)
+            if link is not busy:
                 self.fronts.pop(key).close()
             if freed:
                 log.warning("freed %d response block(s) held by dead front %d", freed, key[0])
@@ -359,7 +361,7 @@ class Runner:
                 enc = outputs.error(500, str(exc))
                 return self._post(job, P.ERROR, 500, enc.ctype, b"", enc.parts)
             inline = b""
-            self.out.lend(block, job.link.key)
+            self.out.lend(block, job.link.tag)
         done = P.Completion(self.j, self.gen, kind, status, rec.slot, rec.seq, block, size,
                             len(meta), ctype, inline)
         job.link.done.put(done.pack(), timeout=self.plan.queue_wait * 6)

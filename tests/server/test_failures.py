@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from litserve.ipc import names
 from litserve.ipc.slots import POSTED
 
-from .harness import children, pids_mapping, serve, slot_table, states, wait_for
+from .harness import Server, children, pids_mapping, serve, slot_table, states, wait_for
 
 
 def test_timeout_is_504_and_the_server_keeps_serving():
@@ -281,3 +282,33 @@ def test_with_two_fronts_one_killed_under_load_the_other_serves_on():
         for i in range(20):  # both fronts accept again
             assert post(i).json()["value"]["i"] == i
         assert "HTTP front 1 died" in server.output
+
+
+def test_a_crash_loop_makes_the_supervisor_give_up_cleanly():
+    """More deaths within a minute than $LITSERVE_MAX_RESTARTS: the server stops (exit 1)
+    instead of restarting forever, and leaves no process and no name behind."""
+    server = Server("basic:Crash", env={"LITSERVE_MAX_RESTARTS": "1"}).wait_ready()
+    try:
+        r = server.post(json={})
+        assert r.status_code == 500 and "died" in r.json()["detail"]
+        wait_for(lambda: server.health() == 200, 30, "the replacement worker")
+        with suppress(httpx.TransportError):  # the server may be gone before it answers
+            assert server.post(json={}).status_code == 500
+        assert server.proc.wait(20) == 1
+        server._reader.join(5)
+        assert "2 processes died within 60 s (more than LITSERVE_MAX_RESTARTS=1); giving up" \
+            in server.output
+        token = f"lsv_{server.proc.pid:x}"
+        assert not [e for e in names.leftovers() if token in e]
+    finally:
+        server.kill_group()
+
+
+def test_an_invalid_restart_budget_fails_start_up_with_one_line():
+    server = Server("basic:Square", env={"LITSERVE_MAX_RESTARTS": "many"})
+    try:
+        assert server.proc.wait(60) == 1
+        server._reader.join(5)
+        assert "LITSERVE_MAX_RESTARTS='many' is not valid" in server.output
+    finally:
+        server.kill_group()

@@ -261,6 +261,16 @@ class Slow(ls.LitAPI):
         return {"tag": x.get("tag"), "pid": os.getpid()}
 
 
+class Crash(ls.LitAPI):
+    """predict kills its own worker process."""
+
+    def setup(self, device):
+        pass
+
+    def predict(self, x):
+        os._exit(7)
+
+
 class SlowSetup(ls.LitAPI):
     """setup waits for $LITSERVE_TEST_GATE to exist."""
 
