@@ -165,14 +165,17 @@ def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_pa
         assert "filled a completion cell the dead worker held" in server.output
 
 
+@pytest.mark.parametrize("reuse_port", [True, False])
 def test_a_killed_front_is_replaced_and_its_queued_requests_are_never_predicted(
-        tmp_path: Path):
+        tmp_path: Path, reuse_port: bool):
     """SIGKILL the only HTTP front while one of its requests is in predict and three wait
-    in the ring: the supervisor starts front 0 again (generation 1), the workers skip the
+    in the ring: the supervisor starts front 0 again (generation 1; on its own
+    SO_REUSEPORT socket, or on the supervisor's listening socket), the workers skip the
     dead front's requests, its names leave /dev/shm, and the server serves on and still
     exits cleanly."""
     log, gate = tmp_path / "log", tmp_path / "gate"
-    with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)}) as server:
+    with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)},
+               run_kwargs={"reuse_port": reuse_port}) as server:
         token = f"lsv_{server.proc.pid:x}"
         [front] = pids_mapping(server, "f0.0.arena")  # workers map it at their first request
         with ThreadPoolExecutor(4) as pool:
