@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import protocol as P
 from ..config import Plan
 from ..ipc import Arena, PayloadTooLarge, Ring, RingEmpty, SlotTable
 from ..ipc._shm import gather_copy
+
+FULL_POLL_S = 0.1  # how often a worker waiting for response-arena space looks again
 
 
 class FrontLink:
@@ -69,16 +72,26 @@ class OutArena:
             self.arena.free(block)
         return len(blocks)
 
-    def write(self, meta: bytes, parts: list[Any]) -> tuple[int, int]:
-        """Copy meta + parts into a new block; (offset, body length)."""
+    def write(self, meta: bytes, parts: list[Any],
+              dead: Callable[[], Iterable[tuple[int, int]]] = tuple) -> tuple[int, int]:
+        """Copy meta + parts into a new block; (offset, body length).  While the arena is
+        full, the blocks lent to the fronts ``dead()`` names are freed too."""
         size = sum(memoryview(p).nbytes for p in parts)
         self.reclaim()
         block = self.arena.try_alloc(len(meta) + size)
         deadline = time.monotonic() + self.wait
         while block is None:
-            try:
-                rec = self.releases.get(timeout=max(0.0, deadline - time.monotonic()))
+            for tag in dead():
+                self.drop(tag)  # (reclaims what the ring holds too)
+            block = self.arena.try_alloc(len(meta) + size)
+            if block is not None:
+                break
+            left = deadline - time.monotonic()
+            try:  # in slices, to notice a front that dies meanwhile
+                rec = self.releases.get(timeout=max(0.0, min(left, FULL_POLL_S)))
             except RingEmpty:
+                if left > FULL_POLL_S:
+                    continue
                 raise PayloadTooLarge(
                     f"the response arena ({self.arena.size} bytes) stayed full for "
                     f"{self.wait:.0f} s", size=size, limit=self.arena.size) from None

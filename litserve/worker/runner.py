@@ -134,6 +134,9 @@ class Runner:
         """Is generation key[1] of front key[0] the one the supervisor runs now?"""
         return self.board.front(key[0])[0] == key[1]
 
+    def _dead_tags(self) -> list[tuple[int, int]]:
+        return [link.tag for key, link in self.fronts.items() if not self._front_alive(key)]
+
     def _forget_dead_fronts(self, busy: FrontLink) -> None:
         """Free the response blocks lent to fronts that died, and their mappings (but
         not ``busy``'s, which a claimed job still reads; a later call closes it)."""
@@ -356,7 +359,7 @@ class Runner:
             block = P.NO_BLOCK
         else:
             try:
-                block, size = self.out.write(meta, parts)
+                block, size = self.out.write(meta, parts, self._dead_tags)
             except PayloadTooLarge as exc:
                 enc = outputs.error(500, str(exc))
                 return self._post(job, P.ERROR, 500, enc.ctype, b"", enc.parts)

@@ -315,3 +315,48 @@ def test_an_invalid_restart_budget_fails_start_up_with_one_line():
         assert "LITSERVE_MAX_RESTARTS='many' is not valid" in server.output
     finally:
         server.kill_group()
+
+
+def test_a_worker_waiting_for_response_space_frees_what_a_front_that_died_held(
+        tmp_path: Path):
+    """Two fronts on one shared socket, a 4 MiB response arena. A's 3 MiB answer is
+    posted to front 0 while it is stopped; B (through front 1) then waits for space.
+    When front 0 is killed, B's worker frees A's block at once instead of waiting out
+    queue_timeout x 6 and failing B with a 500."""
+    from litserve.ipc import Ring
+
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    big = np.arange(3 * 2**20 // 4, dtype=np.float32)
+    headers = {"content-type": "application/octet-stream", "x-tensor-dtype": "float32",
+               "accept": "application/octet-stream"}
+    env = {"LITSERVE_TEST_LOG": str(log), "LITSERVE_TEST_GATE": str(gate)}
+    with serve("basic:GatedTensorOut", response_buffer_size=4 * 2**20, queue_timeout=0.5,
+               timeout=60, env=env,
+               run_kwargs={"num_api_servers": 2, "reuse_port": False}) as server:
+        token = f"lsv_{server.proc.pid:x}"
+        [front0] = pids_mapping(server, "f0.0.arena")
+        [front1] = pids_mapping(server, "f1.0.arena")
+        with ThreadPoolExecutor(2) as pool:
+            os.kill(front1, signal.SIGSTOP)  # A can only be accepted by front 0
+            a = pool.submit(server.post, content=big.tobytes(), headers=headers)
+            wait_for(lambda: log.exists() and "predict" in log.read_text(), 10,
+                     "A reaching predict")
+            os.kill(front0, signal.SIGSTOP)
+            os.kill(front1, signal.SIGCONT)
+            entry = next(e for e in names.leftovers() if e.startswith(token)
+                         and e.endswith("f0.0.done"))
+            done = Ring("/" + entry)
+            gate.touch()
+            wait_for(lambda: len(done) == 1, 10, "A's answer posted to the stopped front 0")
+            done.close()
+            b = pool.submit(server.post, content=big.tobytes(), headers=headers)
+            wait_for(lambda: log.read_text().count("predict") == 2, 10, "B reaching predict")
+            time.sleep(0.5)  # B's worker is now waiting for response-arena space
+            start = time.monotonic()
+            os.kill(front0, signal.SIGKILL)
+            r = b.result(timeout=20)
+            assert r.status_code == 200, r.text
+            assert time.monotonic() - start < 2.0
+            assert np.array_equal(np.frombuffer(r.content, np.float32), big * 2)
+            with pytest.raises(httpx.TransportError):
+                a.result(timeout=20)
