@@ -205,40 +205,49 @@ def test_a_killed_front_is_replaced_and_its_queued_requests_are_never_predicted(
         assert "HTTP front 0 died" in server.output
 
 
+BIG = np.arange(3 * 2**20 // 4, dtype=np.float32)  # a 3 MiB answer (GatedTensorOut: x * 2)
+OCTET = {"content-type": "application/octet-stream", "x-tensor-dtype": "float32",
+         "accept": "application/octet-stream"}
+
+
+def _answer_left_unread(server: Any, gate: Path) -> None:
+    """Open the gate, then wait until the answer lies unread in front 0's completion
+    ring (the test stopped that front)."""
+    from litserve.ipc import Ring
+
+    token = f"lsv_{server.proc.pid:x}"
+    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.0.done"))
+    done = Ring("/" + entry)
+    try:
+        gate.touch()
+        wait_for(lambda: len(done) == 1, 10, "the answer posted to the stopped front 0")
+    finally:
+        done.close()
+
+
 def test_response_blocks_lent_to_a_front_that_died_are_freed(tmp_path: Path):
     """A 3 MiB answer in a 4 MiB response arena, posted to a front that is stopped and
     then killed before it copies it out: the worker frees the block when it learns the
     front died, so the next 3 MiB answers still fit."""
-    from litserve.ipc import Ring
-
     log, gate = tmp_path / "log", tmp_path / "gate"
-    big = np.arange(3 * 2**20 // 4, dtype=np.float32)
-    headers = {"content-type": "application/octet-stream", "x-tensor-dtype": "float32",
-               "accept": "application/octet-stream"}
     env = {"LITSERVE_TEST_LOG": str(log), "LITSERVE_TEST_GATE": str(gate)}
     with serve("basic:GatedTensorOut", response_buffer_size=4 * 2**20, queue_timeout=0.5,
                timeout=60, env=env) as server:
-        token = f"lsv_{server.proc.pid:x}"
         [front] = pids_mapping(server, "f0.0.arena")
         with ThreadPoolExecutor(1) as pool:
-            lost = pool.submit(server.post, content=big.tobytes(), headers=headers)
+            lost = pool.submit(server.post, content=BIG.tobytes(), headers=OCTET)
             wait_for(lambda: log.exists() and "predict" in log.read_text(), 10,
                      "the request reaching predict")
             os.kill(front, signal.SIGSTOP)
-            entry = next(e for e in names.leftovers() if e.startswith(token)
-                         and e.endswith("f0.0.done"))
-            done = Ring("/" + entry)
-            gate.touch()
-            wait_for(lambda: len(done) == 1, 10, "the answer posted to the stopped front")
-            done.close()
+            _answer_left_unread(server, gate)
             os.kill(front, signal.SIGKILL)
             with pytest.raises(httpx.TransportError):
                 lost.result(timeout=20)
         wait_for(lambda: server.health() == 200, 30, "the new front answering")
         for _ in range(2):
-            r = server.post(content=big.tobytes(), headers=headers)
+            r = server.post(content=BIG.tobytes(), headers=OCTET)
             assert r.status_code == 200, r.text
-            assert np.array_equal(np.frombuffer(r.content, np.float32), big * 2)
+            assert np.array_equal(np.frombuffer(r.content, np.float32), BIG * 2)
         assert "freed 1 response block(s) held by dead front 0" in server.output
 
 
@@ -323,33 +332,22 @@ def test_a_worker_waiting_for_response_space_frees_what_a_front_that_died_held(
     posted to front 0 while it is stopped; B (through front 1) then waits for space.
     When front 0 is killed, B's worker frees A's block at once instead of waiting out
     queue_timeout x 6 and failing B with a 500."""
-    from litserve.ipc import Ring
-
     log, gate = tmp_path / "log", tmp_path / "gate"
-    big = np.arange(3 * 2**20 // 4, dtype=np.float32)
-    headers = {"content-type": "application/octet-stream", "x-tensor-dtype": "float32",
-               "accept": "application/octet-stream"}
     env = {"LITSERVE_TEST_LOG": str(log), "LITSERVE_TEST_GATE": str(gate)}
     with serve("basic:GatedTensorOut", response_buffer_size=4 * 2**20, queue_timeout=0.5,
                timeout=60, env=env,
                run_kwargs={"num_api_servers": 2, "reuse_port": False}) as server:
-        token = f"lsv_{server.proc.pid:x}"
         [front0] = pids_mapping(server, "f0.0.arena")
         [front1] = pids_mapping(server, "f1.0.arena")
         with ThreadPoolExecutor(2) as pool:
             os.kill(front1, signal.SIGSTOP)  # A can only be accepted by front 0
-            a = pool.submit(server.post, content=big.tobytes(), headers=headers)
+            a = pool.submit(server.post, content=BIG.tobytes(), headers=OCTET)
             wait_for(lambda: log.exists() and "predict" in log.read_text(), 10,
                      "A reaching predict")
             os.kill(front0, signal.SIGSTOP)
             os.kill(front1, signal.SIGCONT)
-            entry = next(e for e in names.leftovers() if e.startswith(token)
-                         and e.endswith("f0.0.done"))
-            done = Ring("/" + entry)
-            gate.touch()
-            wait_for(lambda: len(done) == 1, 10, "A's answer posted to the stopped front 0")
-            done.close()
-            b = pool.submit(server.post, content=big.tobytes(), headers=headers)
+            _answer_left_unread(server, gate)
+            b = pool.submit(server.post, content=BIG.tobytes(), headers=OCTET)
             wait_for(lambda: log.read_text().count("predict") == 2, 10, "B reaching predict")
             time.sleep(0.5)  # B's worker is now waiting for response-arena space
             start = time.monotonic()
@@ -357,6 +355,6 @@ def test_a_worker_waiting_for_response_space_frees_what_a_front_that_died_held(
             r = b.result(timeout=20)
             assert r.status_code == 200, r.text
             assert time.monotonic() - start < 2.0
-            assert np.array_equal(np.frombuffer(r.content, np.float32), big * 2)
+            assert np.array_equal(np.frombuffer(r.content, np.float32), BIG * 2)
             with pytest.raises(httpx.TransportError):
                 a.result(timeout=20)
