@@ -331,10 +331,10 @@ def test_a_worker_waiting_for_response_space_frees_what_a_front_that_died_held(
     """Two fronts on one shared socket, a 4 MiB response arena. A's 3 MiB answer is
     posted to front 0 while it is stopped; B (through front 1) then waits for space.
     When front 0 is killed, B's worker frees A's block at once instead of waiting out
-    queue_timeout x 6 and failing B with a 500."""
+    queue_timeout x 6 (6 s here) and failing B with a 500."""
     log, gate = tmp_path / "log", tmp_path / "gate"
     env = {"LITSERVE_TEST_LOG": str(log), "LITSERVE_TEST_GATE": str(gate)}
-    with serve("basic:GatedTensorOut", response_buffer_size=4 * 2**20, queue_timeout=0.5,
+    with serve("basic:GatedTensorOut", response_buffer_size=4 * 2**20, queue_timeout=1.0,
                timeout=60, env=env,
                run_kwargs={"num_api_servers": 2, "reuse_port": False}) as server:
         [front0] = pids_mapping(server, "f0.0.arena")
