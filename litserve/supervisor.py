@@ -118,18 +118,21 @@ class Supervisor:
     def _wait_started(self) -> bool:
         """Block until every worker finished setup; False if one failed or we were told to stop."""
         while self.stop_signal is None:
+            if self.board.all_ready():
+                return True
+            # A process that died after it said it was ready is _watch's to restart (a
+            # client may already have had its /health 200); one that died before: failed.
             for j, p in enumerate(self.workers):
-                if p.exitcode is not None:
+                if p.exitcode is not None and self.board.worker(j)[1] != P.READY:
                     raise StartupError(
                         f"litserve: worker {j} exited with code {p.exitcode} during start-up "
                         "(its traceback is above); stopping")
             for i, p in enumerate(self.fronts):
-                if p.exitcode is not None:
+                if p.exitcode is not None and self.board.front(i)[1] != P.READY:
                     raise StartupError(f"litserve: HTTP front {i} exited with code {p.exitcode} "
                                        "during start-up; stopping")
-            if self.board.all_ready():
-                return True
-            self._wait([p.sentinel for p in self.workers + self.fronts], 0.05)
+            live = [p.sentinel for p in self.workers + self.fronts if p.exitcode is None]
+            self._wait(live, 0.05)
         return False
 
     def _wait(self, sentinels: list[int], timeout: float) -> list[Any]:

@@ -358,3 +358,23 @@ def test_a_worker_waiting_for_response_space_frees_what_a_front_that_died_held(
             assert np.array_equal(np.frombuffer(r.content, np.float32), BIG * 2)
             with pytest.raises(httpx.TransportError):
                 a.result(timeout=20)
+
+
+def test_a_front_killed_while_workers_are_still_in_setup_is_restarted(tmp_path: Path):
+    """The front was up (answering /health with 503) when it died: that is not a failed
+    start. The supervisor waits for setup to finish, then replaces the front."""
+    gate = tmp_path / "gate"
+    server = Server("basic:SlowSetup", env={"LITSERVE_TEST_GATE": str(gate)})
+    try:
+        wait_for(lambda: server.health() == 503, 60, "the front answering 503 during setup")
+        [front] = pids_mapping(server, "f0.0.arena")
+        os.kill(front, signal.SIGKILL)
+        time.sleep(0.3)  # the supervisor sees the death while setup still runs
+        assert server.proc.poll() is None, server.output
+        gate.touch()
+        wait_for(lambda: server.health() == 200, 60, "the replacement front, after setup")
+        assert server.post(json={"x": 1}).json() == {"x": 1}
+        assert "HTTP front 0 died" in server.output
+        assert server.stop() == 0, server.output
+    finally:
+        server.kill_group()
