@@ -216,23 +216,33 @@ class Client(BaseClient):
                 return
         conn.close()
 
+    def _start(self, conn: _Conn, head_bytes: bytes, pieces: list[Any], deadline: Deadline,
+               path: str | None) -> Head:
+        """Send the request and read the answer's head; an error answer is read in full,
+        the connection put back, and raised."""
+        with _io_errors(deadline, self.endpoint):
+            conn.send(head_bytes, pieces, deadline)
+            head = conn.event(deadline)
+            assert isinstance(head, Head)
+            if head.status < 300:
+                return head
+            body = bytes(conn.read_body(head, deadline, MAX_ERROR_BODY))
+        self._checkin(conn, head)
+        raise self._error(head, body, path)
+
     def _call(self, head_bytes: bytes, pieces: list[Any], deadline: Deadline,
               path: str | None) -> Any:
         conn = self._checkout(deadline)
         try:
+            head = self._start(conn, head_bytes, pieces, deadline, path)
             with _io_errors(deadline, self.endpoint):
-                conn.send(head_bytes, pieces, deadline)
-                head = conn.event(deadline)
-                if head.status >= 300:
-                    body = bytes(conn.read_body(head, deadline, MAX_ERROR_BODY))
-                else:
-                    buf = conn.read_body(head, deadline)
+                buf = conn.read_body(head, deadline)
+        except HTTPStatusError:
+            raise  # the connection is fine and back in the pool
         except BaseException:
             conn.close()
             raise
         self._checkin(conn, head)
-        if head.status >= 300:
-            raise self._error(head, body, path)
         return _body.decode(head.content_type, head.headers, buf)
 
     def _stream(self, head_bytes: bytes, pieces: list[Any], timeout: float | None,
@@ -241,12 +251,7 @@ class Client(BaseClient):
         deadline = Deadline(timeout, what)
         conn = self._checkout(deadline)
         try:
-            with _io_errors(deadline, self.endpoint):
-                conn.send(head_bytes, pieces, deadline)
-                head = conn.event(deadline)
-                if head.status >= 300:
-                    body = bytes(conn.read_body(head, deadline, MAX_ERROR_BODY))
-                    raise self._error(head, body, path)
+            head = self._start(conn, head_bytes, pieces, deadline, path)
             decoder = StreamDecoder(head.content_type, head.chunked)
             while True:
                 deadline = Deadline(timeout, what)
@@ -256,6 +261,8 @@ class Client(BaseClient):
                     break
                 yield from decoder.feed(ev.data, ev.chunk_end)
             yield from decoder.finish()
+        except HTTPStatusError:
+            raise  # the connection is fine and back in the pool
         except BaseException:
             conn.close()
             raise
