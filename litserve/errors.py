@@ -23,10 +23,6 @@ class StartupError(LitServeError, RuntimeError):
     """A worker or front failed to start (for example ``setup`` raised)."""
 
 
-class WorkerDied(LitServeError, RuntimeError):
-    """A worker process ended while it held requests."""
-
-
 __all__ = [
     "ArenaFull",
     "ConfigError",
@@ -39,5 +35,4 @@ __all__ = [
     "SegmentExists",
     "SegmentNotFound",
     "StartupError",
-    "WorkerDied",
 ]
