@@ -6,6 +6,7 @@ Signal handlers only record the signal and wake the main loop through a pipe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -209,12 +210,15 @@ class Supervisor:
                 releases.fill_abandoned(nothing)
             finally:
                 releases.close()
+        arena, slots, done_name = (self.plan.name(r) for r in P.front_roles(i, old))
         done = self._done_rings.pop(i, None)
+        if done is None:
+            with contextlib.suppress(IPCError):  # (none if it died before making it)
+                done = Ring(done_name)
         if done is not None:
             while done.try_get() is not None:  # frees a worker waiting for space in it
                 pass
             done.close()
-        arena, slots, done_name = (self.plan.name(r) for r in P.front_roles(i, old))
         segment.unlink(arena)
         segment.unlink(slots)
         ring.unlink(done_name)
