@@ -137,7 +137,7 @@ class Completion:
 
 # -- control board --------------------------------------------------------------------
 # One small segment made by the supervisor.  Layout (u64 words):
-#   0 magic "lsv_ctl_"   8 worker count   16 front count   24 shutdown flag
+#   0 magic "lsv_ctl_"   8 worker count   16 front count   24-63 reserved
 #   64 + 8*j   worker j state word: (generation << 8) | state
 #   64 + 8*(workers + i)   front i state word (same encoding)
 STARTING, READY, FAILED, STOPPED = 0, 1, 2, 3
@@ -181,13 +181,6 @@ class Board:
         """Every worker finished setup and every front is accepting connections."""
         return self.all_workers_ready() and all(
             self.front(i)[1] == READY for i in range(self.fronts))
-
-    @property
-    def shutting_down(self) -> bool:
-        return _shm.load64(self._buf, 24) != 0
-
-    def begin_shutdown(self) -> None:
-        _shm.store64(self._buf, 24, 1)
 
     def close(self) -> None:
         self._seg.close()

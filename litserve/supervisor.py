@@ -264,7 +264,6 @@ class Supervisor:
     def _shutdown(self) -> None:
         if not hasattr(self, "board"):
             return
-        self.board.begin_shutdown()
         for p in self.fronts:
             if p.is_alive():
                 p.terminate()  # SIGTERM: uvicorn finishes in-flight requests
