@@ -140,6 +140,8 @@ class Completion:
 #   0 magic "lsv_ctl_"   8 worker count   16 front count   24-63 reserved
 #   64 + 8*j   worker j state word: (generation << 8) | state
 #   64 + 8*(workers + i)   front i state word (same encoding)
+#   64 + 8*(workers + fronts) + 16*i       front i: request slots in use (written by front i)
+#   64 + 8*(workers + fronts) + 16*i + 8   front i: request-arena bytes in use (same)
 STARTING, READY, FAILED, STOPPED = 0, 1, 2, 3
 _BOARD_MAGIC = 0x6C73765F63746C5F
 
@@ -148,7 +150,7 @@ class Board:
     def __init__(self, name: str, workers: int = 0, fronts: int = 0, *, create: bool = False):
         self.name = name
         if create:
-            self._seg = Segment(name, 64 + 8 * (workers + fronts), create=True)
+            self._seg = Segment(name, 64 + 8 * (workers + fronts) + 16 * fronts, create=True)
             _shm.store64(self._seg.buf, 8, workers)
             _shm.store64(self._seg.buf, 16, fronts)
             _shm.store64(self._seg.buf, 0, _BOARD_MAGIC)
@@ -173,6 +175,20 @@ class Board:
         """(generation, state) of front i."""
         w = _shm.load64(self._buf, 64 + 8 * (self.workers + i))
         return w >> 8, w & 0xFF
+
+    def _usage_off(self, i: int) -> int:
+        return 64 + 8 * (self.workers + self.fronts) + 16 * i
+
+    def set_front_usage(self, i: int, slots: int, arena_bytes: int) -> None:
+        """Front i publishes what it holds now (only front i writes these words)."""
+        off = self._usage_off(i)
+        _shm.store64(self._buf, off, slots)
+        _shm.store64(self._buf, off + 8, arena_bytes)
+
+    def front_usage(self, i: int) -> tuple[int, int]:
+        """(request slots, request-arena bytes) that front i holds now."""
+        off = self._usage_off(i)
+        return _shm.load64(self._buf, off), _shm.load64(self._buf, off + 8)
 
     def all_workers_ready(self) -> bool:
         return all(self.worker(j)[1] == READY for j in range(self.workers))

@@ -70,11 +70,17 @@ class Dispatcher:
         self.slots = SlotTable(slots, plan.slots_per_front, create=True)
         self.done = Ring(done, plan.completion_ring_cells, P.CELL_SIZE, create=True)
         self.requests = Ring(plan.name(P.request_ring_role()))
+        self.board = P.Board(plan.name(P.board_role()))
         self.pending: dict[int, Pending] = {}
         self.outs: dict[tuple[int, int], tuple[Arena, Ring]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._drain, name="litserve-completions",
                                         daemon=True)
+
+    def publish_usage(self) -> None:
+        """Write the slots and arena bytes this front holds to the control board."""
+        self.board.set_front_usage(self.index, self.slots.in_use,
+                                   self.arena.size - self.arena.free_bytes)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -96,7 +102,9 @@ class Dispatcher:
                     await self._wait_space(deadline, "the request arena is full")
                 except Busy:
                     self.slots.unacquire(slot)
+                    self.publish_usage()
                     raise
+        self.publish_usage()
         return Pending(slot, seq, block)
 
     def try_open(self, nbytes: int) -> Pending | None:
@@ -108,6 +116,7 @@ class Dispatcher:
         if block is None:
             self.slots.unacquire(got[0])
             return None
+        self.publish_usage()
         return Pending(got[0], got[1], block)
 
     async def _wait_space(self, deadline: float, why: str) -> None:
@@ -145,6 +154,7 @@ class Dispatcher:
         if pending.block is not None:
             self.arena.free(pending.block)
         self.slots.unacquire(pending.slot)
+        self.publish_usage()
 
     def _end(self, pending: Pending) -> None:
         self.pending.pop(pending.slot, None)
@@ -154,6 +164,7 @@ class Dispatcher:
             self.arena.free(pending.block)
             pending.block = None
         self.slots.release(pending.slot)
+        self.publish_usage()
 
     # -- completions (thread, then event loop) -----------------------------------------
     def _drain(self) -> None:
@@ -255,7 +266,7 @@ class Dispatcher:
         for arena, ring in self.outs.values():
             ring.close()
             arena.close()
-        for part in (self.requests, self.done, self.slots, self.arena):
+        for part in (self.requests, self.done, self.slots, self.arena, self.board):
             part.close()
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from litserve.ipc import SlotTable, names
+from litserve.protocol import Board
 from litserve.ipc.slots import FREE
 
 APPS = Path(__file__).parent / "apps"
@@ -162,6 +163,36 @@ def slot_table(server: Server) -> SlotTable:
     token = f"lsv_{server.proc.pid:x}"
     entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.0.slots"))
     return SlotTable("/" + entry)
+
+
+def board(server: Server) -> Board:
+    """Attach to the server's control board."""
+    token = f"lsv_{server.proc.pid:x}"
+    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("ctl"))
+    return Board("/" + entry)
+
+
+def front_usage(server: Server, front: int = 0) -> tuple[int, int]:
+    """(request slots, request-arena bytes) that ``front`` holds now."""
+    b = board(server)
+    try:
+        return b.front_usage(front)
+    finally:
+        b.close()
+
+
+def wait_idle(server: Server, front: int = 0, timeout: float = 10.0) -> None:
+    """Wait until ``front`` holds no slot and no arena byte; fail saying what it holds."""
+    last: list[tuple[int, int]] = []
+
+    def idle() -> bool:
+        last[:] = [front_usage(server, front)]
+        return last[0] == (0, 0)
+
+    try:
+        wait_for(idle, timeout, "the front giving back every slot and arena byte")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still held (slots, arena bytes): {last[0]}") from None
 
 
 def states(slots: SlotTable) -> list[int]:
