@@ -114,6 +114,13 @@ def batch_timeout_seconds(value: Any) -> float:
     return float(value)
 
 
+def seconds(name: str, value: Any) -> float:
+    """A positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name}={value!r} is not valid; use a number of seconds > 0")
+    return float(value)
+
+
 def api_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ConfigError(f"api_path={value!r} is not valid; use a path starting with '/'")
@@ -147,13 +154,16 @@ class Plan:
     healthcheck_path: str = "/health"
     reuse_port: bool = False  # each front binds its own SO_REUSEPORT socket
     token: str = field(default_factory=names.new_token)
-    request_arena_bytes: int = 256 * MiB
+    max_payload_bytes: int = 256 * MiB  # the largest request body (413 beyond)
+    request_arena_bytes: int = 257 * MiB  # max_payload_bytes + META_ROOM
     response_arena_bytes: int = 256 * MiB
     slots_per_front: int = 4096
     request_ring_cells: int = 4096
     completion_ring_cells: int = 8192
     release_ring_cells: int = 16384
     queue_wait: float = 5.0  # bounded wait for ring / arena space before 503
+    header_timeout: float = 10.0  # seconds a client may take to send request headers
+    body_timeout: float = 10.0  # seconds a request body may go without a byte arriving
     uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def name(self, role: str) -> str:
@@ -208,5 +218,6 @@ def fit_shared_memory(plan: Plan, free: int, explicit: bool) -> str | None:
         raise ConfigError(f"only {have} MiB of shared memory (/dev/shm) are free, too little "
                           f"to serve; {fix}")
     plan.request_arena_bytes, plan.response_arena_bytes = request, response
+    plan.max_payload_bytes = min(plan.max_payload_bytes, request - MiB)
     return (f"only {have} MiB of shared memory (/dev/shm) are free: request bodies are limited "
             f"to {request // MiB - 1} MiB and responses to {response // MiB} MiB; {fix}")

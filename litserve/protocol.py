@@ -54,6 +54,7 @@ NO_BLOCK = (1 << 64) - 1
 CELL_SIZE = 256
 HEADER_SIZE = 48
 INLINE_MAX = CELL_SIZE - 8 - HEADER_SIZE
+META_ROOM = 1 << 20  # room a request arena keeps beyond the largest body, for the meta
 
 # request kinds
 JSON, OCTET, NPY, BUNDLE, FORM, SPEC, IGNORE, STOP = 1, 2, 3, 4, 5, 6, 14, 15

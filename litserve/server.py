@@ -23,10 +23,12 @@ from .config import (
     read_api_key,
     resolve_accelerator,
     resolve_devices,
+    seconds,
     shm_free,
     timeout_seconds,
 )
 from .errors import ConfigError
+from .protocol import META_ROOM
 from .sockets import bind
 
 log = logging.getLogger("litserve")
@@ -54,6 +56,8 @@ class LitServer:
         response_buffer_size: int = 256 * MiB,
         max_queue_size: int = 4096,
         queue_timeout: float = 5.0,
+        header_timeout: float = 10.0,
+        body_timeout: float = 10.0,
         **upstream_only: Any,
     ) -> None:
         _check_upstream_only(upstream_only)
@@ -81,6 +85,8 @@ class LitServer:
                 or queue_timeout < 0:
             raise ConfigError(f"queue_timeout={queue_timeout!r} is not valid; use seconds >= 0")
         self.queue_timeout = float(queue_timeout)
+        self.header_timeout = seconds("header_timeout", header_timeout)
+        self.body_timeout = seconds("body_timeout", body_timeout)
 
     def plan(self, host: str = "0.0.0.0", port: int = 8000, num_api_servers: int | None = None,
              log_level: str = "info", **uvicorn_kwargs: Any) -> Plan:
@@ -105,10 +111,13 @@ class LitServer:
             log_level=log_level,
             api_key=read_api_key(),
             healthcheck_path=self.healthcheck_path,
-            request_arena_bytes=self.max_payload_size + MiB,
+            max_payload_bytes=self.max_payload_size,
+            request_arena_bytes=self.max_payload_size + META_ROOM,
             response_arena_bytes=self.response_buffer_size,
             request_ring_cells=max(2, 1 << (self.max_queue_size - 1).bit_length()),
             queue_wait=self.queue_timeout,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
             uvicorn_kwargs=uvicorn_kwargs,
         )
 

@@ -1,7 +1,10 @@
-"""The front's ASGI application: routes, auth, body reading, responses.
+"""The front's ASGI application: routes, auth, and the life of a request from its
+body to its response.
 
-A raw ASGI callable rather than a framework router, because every microsecond of
-the hot path counts; Starlette is used only for its exception and form types.
+A raw ASGI callable rather than a framework router, because every microsecond of the
+hot path counts; Starlette is used only for its exception and form types.  Where a
+body's bytes go is ``http/body.py``'s; what a request holds is ``http/intake.py``'s;
+the checks of headers and bodies are ``http/checks.py``'s.
 """
 
 from __future__ import annotations
@@ -11,21 +14,25 @@ import hmac
 import logging
 import pickle
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .. import protocol as P
-from .. import wire
 from ..api import LitAPI, request_model
 from ..config import Plan
+from .body import PRIVATE_MAX, Body, DirectTicket, await_direct, place, read_body, read_private
+from .checks import accept_flags, content_length, kind_and_meta, looks_like_json, validate
 from .direct import SCOPE_KEY, Direct
-from .dispatch import Busy, Dispatcher, Pending, Reply
+from .dispatch import Dispatcher, Pending
+from .guard import Guard
+from .intake import Hold, Intake
+from .replies import Busy, Refused, Reply, json_error
 
 log = logging.getLogger("litserve.front")
 
 Scope = dict[str, Any]
-DIRECT_MIN = 64 * 1024  # bodies at least this large are read straight into the arena
 WATCH_AFTER = 0.05  # start watching for a client disconnect after this many seconds
 DISCONNECTED = Reply(P.ERROR, 499, P.CT_JSON, b"", b"")
 
@@ -34,8 +41,30 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])
 
 
-def _json(status: int, detail: Any) -> Reply:
-    return Reply(P.ERROR, status, P.CT_JSON, b"", orjson.dumps({"detail": detail}))
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A request's times: its deadline (0.0: none) and how long it may wait for room."""
+
+    deadline: float
+    wait_until: float
+
+    @classmethod
+    def start(cls, plan: Plan) -> Clock:
+        now = time.monotonic()
+        deadline = now + plan.timeout if plan.timeout else 0.0
+        wait_until = now + plan.queue_wait
+        return cls(deadline, min(wait_until, deadline) if deadline else wait_until)
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A request whose body is placed, ready to post."""
+
+    kind: int
+    hold: Hold
+    data_len: int
+    meta_len: int
+    inline: bytes
 
 
 class Route:
@@ -48,18 +77,28 @@ class Route:
         self.flags = P.STREAM if self.opts.stream else 0
         self.spec = spec
 
-    def error(self, status: int, detail: Any) -> Reply:
+    def error(self, status: int, detail: Any, headers: bytes = b"") -> Reply:
         if self.spec is None:
-            return _json(status, detail)
-        return Reply(P.ERROR, status, P.CT_JSON, b"", self.spec.error_body(status, detail))
+            return json_error(status, detail, headers)
+        return Reply(P.ERROR, status, P.CT_JSON, headers, self.spec.error_body(status, detail))
+
+    def refusal(self, exc: Refused | Busy) -> Reply:
+        """The answer to a refused request, in this route's error shape."""
+        reply = exc.reply() if isinstance(exc, Busy) else exc.reply
+        if self.spec is None:
+            return reply
+        return self.error(reply.status, orjson.loads(reply.body)["detail"], reply.headers)
 
 
 class Front:
     def __init__(self, plan: Plan, index: int, apis: list[LitAPI], specs: list[Any],
                  gen: int = 0) -> None:
         self.plan, self.index, self.gen = plan, index, gen
-        self.dispatch = Dispatcher(plan, index, gen)
         self.board = P.Board(plan.name(P.board_role()))
+        self.intake = Intake(plan, index, gen, self.board)
+        self.dispatch = Dispatcher(plan, index, self.intake, gen)
+        self.guard = Guard(plan.header_timeout, plan.body_timeout)
+        self.intake.on_short = self.guard.evict_stalled
         self.routes: dict[str, Route] = {}
         self.spec_routes: dict[str, tuple[Route, Any]] = {}
         served = [spec for spec in specs if spec is not None]
@@ -73,7 +112,6 @@ class Front:
                 for ep in spec.endpoints():
                     self.spec_routes[ep.path] = (route, ep)
         self.api_key = plan.api_key.encode() if plan.api_key else None
-        self.limit = self.dispatch.arena.size - 64
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- ASGI entry ----------------------------------------------------------------------
@@ -90,9 +128,11 @@ class Front:
             if msg["type"] == "lifespan.startup":
                 self.loop = asyncio.get_running_loop()
                 self.dispatch.start(self.loop)
+                self.guard.start(self.loop)
                 self.board.set_front(self.index, self.gen, P.READY)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                self.guard.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -101,14 +141,14 @@ class Front:
         headers = _headers(scope)
         if self.api_key is not None and not self._authorized(headers):
             spec_route = self.spec_routes.get(path)
-            reply = (spec_route[0].error if spec_route else _json)(
+            reply = (spec_route[0].error if spec_route else json_error)(
                 401, "Invalid or missing API key: send the X-API-Key header "
                 "(or Authorization: Bearer <key>)")
             return await _send(send, reply)
         route = self.routes.get(path)
         if route is not None:
             if method != "POST":
-                return await _send(send, _json(405, f"{path} accepts POST, not {method}"))
+                return await _send(send, json_error(405, f"{path} accepts POST, not {method}"))
             return await self._predict(route, scope, headers, receive, send)
         spec_route = self.spec_routes.get(path)
         if spec_route is not None:
@@ -121,7 +161,7 @@ class Front:
             ready = self.board.all_ready()
             body = b"ok" if ready else b"not ready"
             return await _send(send, Reply(P.RESULT, 200 if ready else 503, P.CT_TEXT, b"", body))
-        return await _send(send, _json(404, "Not Found"))
+        return await _send(send, json_error(404, "Not Found"))
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         assert self.api_key is not None
@@ -134,17 +174,18 @@ class Front:
     # -- spec endpoints ------------------------------------------------------------------
     async def _spec(self, route: Route, path: str, method: str, headers: dict[bytes, bytes],
                     receive: Any, send: Any) -> None:
-        arrival = time.monotonic()
-        deadline = arrival + self.plan.timeout if self.plan.timeout else 0.0
-        wait_until = min(arrival + self.plan.queue_wait, deadline or float("inf"))
+        clock = Clock.start(self.plan)
         try:
-            body = await _read_all(receive, self.limit)
-        except _Refused as exc:
-            return await _send(send, route.error(exc.reply.status, _detail(exc.reply)))
-        if body is None:
+            length = content_length(headers)
+            if length is not None:
+                self.intake.check(0, length)
+            data = await read_private(receive, self.intake.limit, length)
+        except Refused as exc:
+            return await _send(send, route.refusal(exc), close=True)
+        if data is None:
             return
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
-        decision = route.spec.front(path, method, body, text_headers)
+        decision = route.spec.front(path, method, data, text_headers)
         if not hasattr(decision, "payload"):  # Immediate
             return await _send(send, Reply(P.RESULT, decision.status, P.CT_OTHER,
                                            b"content-type: " + decision.content_type + b"\r\n",
@@ -153,151 +194,94 @@ class Front:
         meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
         flags = P.STREAM if decision.stream else 0
         try:
-            pending, inline, _ = await self._place(decision.payload, meta_bytes, wait_until)
-            rec = self._record(route, P.SPEC, flags, pending, len(decision.payload),
-                               len(meta_bytes), deadline, inline)
-            await self.dispatch.post(pending, rec, wait_until)
-        except Busy as exc:
-            return await _send(send, route.error(503, str(exc)))
-        await self._respond(pending, deadline, receive, send, route)
-
-    async def _place(self, data: bytes, meta: bytes, wait_until: float
-                     ) -> tuple[Pending, bytes, Any]:
-        """A slot for a body already in memory: inline when small, else copied to the arena.
-
-        Returns (pending, inline bytes, body buffer)."""
-        if len(meta) + len(data) <= P.INLINE_MAX:
-            return await self.dispatch.open(0, wait_until), meta + data, data
-        pending = await self.dispatch.open(P.align64(len(meta)) + len(data), wait_until)
-        start = self._write_meta(pending, meta)
-        body = self.dispatch.arena.buf[start : start + len(data)]
-        body[:] = data
-        return pending, b"", body
-
-    def _write_meta(self, pending: Pending, meta: bytes) -> int:
-        """Put ``meta`` at the start of the request's arena block; where its body goes."""
-        assert pending.block is not None
-        self.dispatch.arena.buf[pending.block : pending.block + len(meta)] = meta
-        return pending.block + P.align64(len(meta))
-
-    def _record(self, route: Route, kind: int, flags: int, pending: Pending, data_len: int,
-                meta_len: int, deadline: float, inline: bytes) -> P.RequestRecord:
-        block = P.NO_BLOCK if pending.block is None else pending.block
-        return P.RequestRecord(self.index, route.index, kind, self.gen, flags, pending.slot,
-                               pending.seq, block, data_len, meta_len, deadline, inline)
+            hold, inline = await place(self.intake, meta_bytes, Body(decision.payload),
+                                       clock.wait_until)
+        except (Refused, Busy) as exc:
+            return await _send(send, route.refusal(exc))
+        ready = Ready(P.SPEC, hold, len(decision.payload), len(meta_bytes), inline)
+        await self._submit(route, ready, flags, clock, receive, send)
 
     # -- the predict path ----------------------------------------------------------------
     async def _predict(self, route: Route, scope: Scope, headers: dict[bytes, bytes],
                        receive: Any, send: Any) -> None:
-        arrival = time.monotonic()
-        timeout = self.plan.timeout
-        deadline = arrival + timeout if timeout else 0.0
-        wait_until = arrival + self.plan.queue_wait
-        if deadline:
-            wait_until = min(wait_until, deadline)
-        flags = route.flags | _accept_flags(headers.get(b"accept", b""))
-        direct = scope.get(SCOPE_KEY)
-        got: tuple[Pending | None, bytes, Any] | None
+        clock = Clock.start(self.plan)
+        flags = route.flags | accept_flags(headers.get(b"accept", b""))
         try:
-            if direct is not None:  # the body is being read straight into our arena
-                got = await _await_direct(direct, receive)
-                kind, meta, meta_bytes = direct.ticket[1:]
-            else:
-                kind, meta = _kind_and_meta(headers)
-                meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
-                length = _length(headers, self.limit)
-                got = await self._read(receive, length, meta_bytes, wait_until)
-        except _Refused as exc:
-            return await _send(send, exc.reply)
+            got = await self._read(scope, headers, receive, clock)
+        except (Refused, Busy) as exc:  # the body may be unread: close the connection
+            return await _send(send, route.refusal(exc), close=True)
         if got is None:  # the client went away while sending
-            if direct is not None:
-                self.dispatch.discard(direct.ticket[0])
             return
-        pending, inline, body = got
-        if kind == P.FORM and _looks_like_json(meta, body):
-            kind, meta = P.JSON, {}  # `curl -d '{...}'` without a Content-Type
-            if pending is None:
-                inline, meta_bytes = bytes(body), b""
+        kind, meta, meta_bytes, body = got
         try:
-            _validate(kind, body, meta, route.model)
-        except _Refused as exc:
-            if pending is not None:
-                self.dispatch.discard(pending)
-            return await _send(send, exc.reply)
-        if pending is None:
-            try:
-                pending = await self.dispatch.open(0, wait_until)
-            except Busy as exc:
-                return await _send(send, _json(503, str(exc)))
-        rec = self._record(route, kind, flags, pending, len(body), len(meta_bytes), deadline,
-                           inline)
+            ready = await self._prepare(route, kind, meta, meta_bytes, body, clock)
+        except (Refused, Busy) as exc:
+            return await _send(send, route.refusal(exc))
+        await self._submit(route, ready, flags, clock, receive, send)
+
+    async def _read(self, scope: Scope, headers: dict[bytes, bytes], receive: Any,
+                    clock: Clock) -> tuple[int, dict[str, Any], bytes, Body] | None:
+        """The request's kind, meta and complete body (None: the client went away)."""
+        direct = scope.get(SCOPE_KEY)
+        if direct is not None:  # the protocol is reading the body straight into our arena
+            ticket: DirectTicket = direct.ticket
+            body = await await_direct(receive, self.intake, ticket)
+            return None if body is None else (ticket.kind, ticket.meta, ticket.meta_bytes, body)
+        kind, meta = kind_and_meta(headers)
+        meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
+        length = content_length(headers)
+        body = await read_body(receive, self.intake, meta_bytes, length, clock.wait_until)
+        return None if body is None else (kind, meta, meta_bytes, body)
+
+    async def _prepare(self, route: Route, kind: int, meta: dict[str, Any], meta_bytes: bytes,
+                       body: Body, clock: Clock) -> Ready:
+        """Check a complete body and give it a hold; gives back what it held on a refusal."""
         try:
-            await self.dispatch.post(pending, rec, wait_until)
-        except Busy as exc:
-            return await _send(send, _json(503, str(exc)))
-        await self._respond(pending, deadline, receive, send, route)
+            if kind == P.FORM and looks_like_json(meta, body.data):
+                kind, meta = P.JSON, {}  # `curl -d '{...}'` without a Content-Type
+                if body.hold is None:
+                    meta_bytes = b""  # (in a block, the meta stays where the body follows it)
+            validate(kind, body.data, meta, route.model)
+            hold, inline = await place(self.intake, meta_bytes, body, clock.wait_until)
+        except BaseException:
+            if body.hold is not None:
+                self.intake.give_back(body.hold)
+            raise
+        return Ready(kind, hold, len(body.data), len(meta_bytes), inline)
 
     def place_direct(self, scope: Scope, length: int) -> Direct | None:
         """Called by the protocol when headers are parsed: reserve the arena block a large
         body will be read into, or None to let it take the ordinary path."""
         route = self.routes.get(scope["path"])
-        if route is None or not DIRECT_MIN <= length <= self.limit:
+        if route is None or length <= PRIVATE_MAX:
             return None
         headers = _headers(scope)
         if self.api_key is not None and not self._authorized(headers):
             return None
         try:
-            kind, meta = _kind_and_meta(headers)
-        except _Refused:
+            kind, meta = kind_and_meta(headers)
+            meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
+            hold = self.intake.try_reserve(meta_bytes, length)
+        except Refused:
             return None  # the ordinary path answers with the error
-        meta_bytes = pickle.dumps(meta, protocol=5) if meta else b""
-        pending = self.dispatch.try_open(P.align64(len(meta_bytes)) + length)
-        if pending is None or pending.block is None:
-            return None
-        start = self._write_meta(pending, meta_bytes)
-        view = self.dispatch.arena.buf[start : start + length]
-        return Direct(view, (pending, kind, meta, meta_bytes))
+        if hold is None:
+            return None  # no room now: the ordinary path waits for it
+        return Direct(self.intake.view(hold, 0, length), DirectTicket(hold, kind, meta, meta_bytes))
 
-    async def _read(self, receive: Any, length: int | None, meta: bytes,
-                    wait_until: float) -> tuple[Pending | None, bytes, Any] | None:
-        """Read the body: small ones inline, others into the arena (a known length
-        chunk by chunk as it arrives).
-
-        Returns (pending or None, inline bytes, body buffer), None on disconnect."""
-        if length is None or len(meta) + length <= P.INLINE_MAX:
-            data = await _read_all(receive, self.limit)
-            if data is None:
-                return None
-            if len(meta) + len(data) <= P.INLINE_MAX:
-                return None, meta + data, data
-            try:
-                return await self._place(data, meta, wait_until)
-            except Busy as exc:
-                raise _Refused(_json(503, str(exc))) from None
+    # -- posting and answering -----------------------------------------------------------
+    async def _submit(self, route: Route, ready: Ready, flags: int, clock: Clock, receive: Any,
+                      send: Any) -> None:
+        """Post the request (503 when the queue stays full), then send its answer."""
+        hold = ready.hold
+        block = P.NO_BLOCK if hold.block is None else hold.block
+        rec = P.RequestRecord(self.index, route.index, ready.kind, self.gen, flags, hold.slot,
+                              hold.seq, block, ready.data_len, ready.meta_len, clock.deadline,
+                              ready.inline)
         try:
-            pending = await self.dispatch.open(P.align64(len(meta)) + length, wait_until)
+            pending = await self.dispatch.post(hold, rec, clock.wait_until)
         except Busy as exc:
-            raise _Refused(_json(503, str(exc))) from None
-        buf = self.dispatch.arena.buf
-        start = pos = self._write_meta(pending, meta)
-        end = start + length
-        more = True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                self.dispatch.discard(pending)
-                return None
-            chunk = msg.get("body", b"")
-            if pos + len(chunk) > end:
-                self.dispatch.discard(pending)
-                raise _Refused(_json(400, "request body is longer than its Content-Length"))
-            buf[pos : pos + len(chunk)] = chunk
-            pos += len(chunk)
-            more = msg.get("more_body", False)
-        if pos != end:
-            self.dispatch.discard(pending)
-            raise _Refused(_json(400, "request body is shorter than its Content-Length"))
-        return pending, b"", buf[start:end]
+            return await _send(send, route.refusal(exc))
+        await self._respond(pending, clock.deadline, receive, send, route)
 
     async def _respond(self, pending: Pending, deadline: float, receive: Any, send: Any,
                        route: Route) -> None:
@@ -348,131 +332,13 @@ class Front:
         watch.append(asyncio.ensure_future(wait_disconnect()))
 
     def close(self) -> None:
+        self.guard.stop()
         self.dispatch.close()
+        self.intake.close()
         self.board.close()
 
 
 # -- helpers --------------------------------------------------------------------------
-class _Refused(Exception):
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-
-
-_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
-
-
-def _detail(reply: Reply) -> Any:
-    return orjson.loads(reply.body).get("detail", "")
-
-
-def _kind_and_meta(headers: dict[bytes, bytes]) -> tuple[int, dict[str, Any]]:
-    ctype = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
-    if ctype == b"application/octet-stream":
-        dtype = headers.get(b"x-tensor-dtype")
-        shape = headers.get(b"x-tensor-shape")
-        if dtype is None:
-            raise _Refused(_json(400, "an application/octet-stream body needs an X-Tensor-Dtype "
-                                      "header, for example 'float32'"))
-        try:
-            dt = wire.parse_dtype(dtype.decode("latin-1"))
-            dims = None if shape is None else wire.parse_shape(shape.decode("latin-1"))
-        except wire.WireError as exc:
-            raise _Refused(_json(400, str(exc))) from None
-        return P.OCTET, {"dtype": dt.str, "shape": dims}
-    if ctype == b"application/x-npy":
-        return P.NPY, {}
-    if ctype == b"application/x-litserve-tensors":
-        return P.BUNDLE, {}
-    if ctype in _FORM_TYPES:
-        return P.FORM, {"content_type": headers[b"content-type"].decode("latin-1")}
-    return P.JSON, {}
-
-
-def _looks_like_json(meta: dict[str, Any], body: Any) -> bool:
-    urlencoded = meta["content_type"].startswith("application/x-www-form-urlencoded")
-    return urlencoded and bytes(body[:1]) in (b"{", b"[")
-
-
-def _length(headers: dict[bytes, bytes], limit: int) -> int | None:
-    raw = headers.get(b"content-length")
-    if raw is None:
-        return None
-    try:
-        length = int(raw)
-    except ValueError:
-        raise _Refused(_json(400, f"Content-Length {raw!r} is not a number")) from None
-    if length > limit:
-        raise _Refused(_json(413, f"request body of {length} bytes exceeds this server's limit "
-                                  f"of {limit} bytes (LitServer(max_payload_size=...))"))
-    return length
-
-
-async def _await_direct(direct: Direct, receive: Any) -> tuple[Pending, bytes, Any] | None:
-    """Wait until the protocol has read the whole body into the arena."""
-    pending = direct.ticket[0]
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        if not msg.get("more_body", False):
-            return pending, b"", direct.view
-
-
-async def _read_all(receive: Any, limit: int) -> bytes | None:
-    parts = []
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _Refused(_json(413, f"request body exceeds this server's limit of {limit} "
-                                      "bytes (LitServer(max_payload_size=...))"))
-        parts.append(chunk)
-        if not msg.get("more_body", False):
-            return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _validate(kind: int, body: Any, meta: dict[str, Any], model: Any) -> None:
-    """The wire checks done in the front, so workers only see well-formed requests."""
-    try:
-        if kind == P.JSON:
-            if model is not None:
-                model.model_validate_json(bytes(body))
-            elif len(body):
-                orjson.loads(body)
-        elif kind == P.OCTET:
-            shape = None if meta["shape"] is None else wire.format_shape(meta["shape"])
-            wire.octet_meta(meta["dtype"], shape, len(body))
-        elif kind == P.NPY:
-            wire.npy_meta(body[:65536], len(body))
-        elif kind == P.BUNDLE:
-            wire.bundle_meta(body[:65536], len(body))
-    except orjson.JSONDecodeError as exc:
-        raise _Refused(_json(400, f"request body is not valid JSON: {exc}")) from None
-    except wire.WireError as exc:
-        raise _Refused(_json(400, str(exc))) from None
-    except ValueError as exc:  # pydantic.ValidationError
-        errors = exc.errors(include_url=False) if hasattr(exc, "errors") else str(exc)
-        raise _Refused(Reply(P.ERROR, 422, P.CT_JSON, b"", orjson.dumps(
-            {"detail": errors}, default=str))) from None
-
-
-def _accept_flags(accept: bytes) -> int:
-    if not accept or accept == b"*/*":
-        return 0
-    flags = 0
-    if b"application/octet-stream" in accept:
-        flags |= P.ACCEPT_OCTET
-    if b"application/x-npy" in accept:
-        flags |= P.ACCEPT_NPY
-    if b"application/x-litserve-tensors" in accept:
-        flags |= P.ACCEPT_BUNDLE
-    return flags
-
-
 def _parse_header_lines(raw: bytes) -> list[tuple[bytes, bytes]]:
     out = []
     for line in raw.split(b"\r\n"):
@@ -498,7 +364,11 @@ def _stream_headers(reply: Reply) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def _send(send: Any, reply: Reply) -> None:
-    await send({"type": "http.response.start", "status": reply.status,
-                "headers": _response_headers(reply)})
+async def _send(send: Any, reply: Reply, close: bool = False) -> None:
+    """Send a whole answer; ``close``: end the connection after it (the request's body
+    may not have been read, so the connection cannot carry another request)."""
+    headers = _response_headers(reply)
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})

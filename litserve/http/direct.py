@@ -15,14 +15,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httptools
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .guard import APP, BODY, HEADERS, IDLE, Guard
+
 READ_SIZE = 256 * 1024
+MAX_HEAD = 64 * 1024  # request line + headers; more is a 431
 SCOPE_KEY = "litserve.direct"
+_read_buffer: list[memoryview] = []  # one per process: every connection reads into it
+
+
+def _shared_buffer() -> memoryview:
+    """The read buffer of this process's connections.  One is enough: the event loop
+    hands each read to the parser before the next read, and the parser copies out what
+    it keeps, so an idle connection costs no buffer of its own."""
+    if not _read_buffer:
+        _read_buffer.append(memoryview(bytearray(READ_SIZE)))
+    return _read_buffer[0]
 
 
 class Direct:
@@ -33,43 +48,97 @@ class Direct:
     def __init__(self, view: memoryview, ticket: Any) -> None:
         self.view, self.pos, self.end = view, 0, len(view)
         self.bypass = False
-        self.ticket = ticket  # the app's reservation (slot, block, kind, meta)
+        self.ticket = ticket  # the app's reservation (a body.DirectTicket)
 
 
 Placer = Callable[[dict[str, Any], int], Direct | None]
 
 
-def protocol_class(placer: Placer) -> type[asyncio.Protocol]:
-    """A uvicorn HTTP protocol class whose large bodies go where ``placer`` says."""
+def protocol_class(placer: Placer, guard: Guard, private_max: int) -> type[asyncio.Protocol]:
+    """A uvicorn HTTP protocol class whose large bodies go where ``placer`` says, and
+    whose header and body reads are watched by ``guard``.  A body over ``private_max``
+    bytes (or of unknown length) counts as holding arena room while it arrives."""
 
     class DirectBodyProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._read = memoryview(bytearray(READ_SIZE))
             self._direct: Direct | None = None
+            self.phase, self.since = IDLE, 0.0
+            self.body_start, self.body_got, self.holds = 0.0, 0, False
+            self._head_bytes = 0
+
+        # -- what the guard watches ----------------------------------------------------
+        def _enter(self, phase: int) -> None:
+            self.phase, self.since = phase, time.monotonic()
+
+        def time_out(self, why: str) -> None:
+            if self.transport.is_closing():
+                return
+            if self.cycle is None or not self.cycle.response_started:
+                self._answer(408, why)
+            self.transport.close()
+
+        def _answer(self, status: int, why: str) -> None:
+            body = orjson.dumps({"detail": why})
+            self.transport.write(b"".join([
+                b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+                b"content-type: application/json\r\n",
+                b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            guard.conns.add(self)
+            self._enter(HEADERS)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            guard.conns.discard(self)
+            super().connection_lost(exc)
 
         # -- reading -------------------------------------------------------------------
         def get_buffer(self, sizehint: int) -> memoryview:
             d = self._direct
             if d is not None and d.bypass:
                 return d.view[d.pos :]
-            return self._read
+            return _shared_buffer()
 
         def buffer_updated(self, nbytes: int) -> None:
             d = self._direct
             if d is not None and d.bypass:
                 d.pos += nbytes
+                self._body_progress(nbytes)
                 if d.pos >= d.end:
                     self._direct_complete()
                 return
-            self.data_received(self._read[:nbytes])  # type: ignore[arg-type]
+            if self.phase == IDLE:
+                self._enter(HEADERS)
+            elif self.phase == BODY:
+                self._body_progress(nbytes)
+            self.data_received(_shared_buffer()[:nbytes])  # type: ignore[arg-type]
+            if self.phase == HEADERS and not self.transport.is_closing():
+                self._head_bytes += nbytes
+                if self._head_bytes > MAX_HEAD:
+                    self._answer(431, f"request line and headers exceed {MAX_HEAD} bytes")
+                    self.transport.close()
+
+        def _body_progress(self, nbytes: int) -> None:
+            self.since = time.monotonic()
+            self.body_got += nbytes
 
         # -- parser callbacks --------------------------------------------------------------
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self.phase != HEADERS:
+                self._enter(HEADERS)
+            self._head_bytes = 0
+
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
+            self._enter(BODY)
+            self.body_start, self.body_got = self.since, 0
+            length = _content_length(self.headers)
+            self.holds = length is None or length > private_max
             if self.scope.get("method") != "POST" or self.cycle.scope is not self.scope:
                 return
-            length = _content_length(self.headers)
             if length:
                 d = placer(self.scope, length)  # type: ignore[arg-type]  # HTTPScope is a dict
                 if d is not None:
@@ -88,6 +157,7 @@ def protocol_class(placer: Placer) -> type[asyncio.Protocol]:
 
         def on_message_complete(self) -> None:
             self._direct = None  # the parser saw the whole body
+            self._settle()
             super().on_message_complete()
 
         def _direct_complete(self) -> None:
@@ -96,18 +166,30 @@ def protocol_class(placer: Placer) -> type[asyncio.Protocol]:
             self.parser = httptools.HttpRequestParser(self)
             with contextlib.suppress(AttributeError):  # older httptools lack it
                 self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+            self._settle()
             super().on_message_complete()
+
+        def _settle(self) -> None:
+            """The body is complete: the app has the request, or it already answered."""
+            done = self.cycle is None or self.cycle.response_complete
+            self.phase = IDLE if done else APP
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.phase == APP:
+                self.phase = IDLE
 
     return DirectBodyProtocol
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The declared length, None for a body of unknown length (chunked), 0 if none."""
     for name, value in headers:
         if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
+            return int(value) if value.isdigit() and len(value) <= 18 else 0
         if name == b"transfer-encoding":
-            return 0
+            return None
     return 0

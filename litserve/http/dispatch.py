@@ -11,40 +11,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import deque
 
 from .. import protocol as P
 from ..config import Plan
-from ..ipc import Arena, Ring, RingFull, SlotTable
+from ..ipc import Arena, Ring, RingFull
 from ..ipc.errors import SegmentNotFound
 from ..ipc.slots import POSTED
+from .intake import Hold, Intake
+from .replies import Reply
 
 log = logging.getLogger("litserve.front")
 
 
-class Reply:
-    """One completion as the event loop sees it."""
-
-    __slots__ = ("kind", "status", "ctype", "headers", "body")
-
-    def __init__(self, kind: int, status: int, ctype: int, headers: bytes, body: bytes):
-        self.kind, self.status, self.ctype, self.headers, self.body = (
-            kind, status, ctype, headers, body)
-
-
 class Pending:
-    """A request posted by this front and not yet ended."""
+    """A request posted by this front and not yet ended; it owns the request's hold."""
 
-    __slots__ = ("slot", "seq", "block", "replies", "waiter", "abandoned", "timer", "record")
+    __slots__ = ("hold", "replies", "waiter", "abandoned", "timer", "record")
 
-    def __init__(self, slot: int, seq: int, block: int | None) -> None:
-        self.slot, self.seq, self.block = slot, seq, block
+    def __init__(self, hold: Hold) -> None:
+        self.hold = hold
         self.record = b""  # the descriptor as posted (re-posted if a worker dies)
         self.replies: deque[Reply] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.abandoned = False
         self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def slot(self) -> int:
+        return self.hold.slot
+
+    @property
+    def seq(self) -> int:
+        return self.hold.seq
 
     def push(self, reply: Reply) -> None:
         self.replies.append(reply)
@@ -58,85 +57,40 @@ class Pending:
         return self.replies.popleft()
 
 
-class Busy(Exception):
-    """No slot, arena space or ring cell within the bounded wait (503)."""
-
-
 class Dispatcher:
-    def __init__(self, plan: Plan, index: int, gen: int = 0) -> None:
+    def __init__(self, plan: Plan, index: int, intake: Intake, gen: int = 0) -> None:
         self.plan, self.index, self.gen = plan, index, gen
-        arena, slots, done = (plan.name(r) for r in P.front_roles(index, gen))
-        self.arena = Arena(arena, plan.request_arena_bytes, create=True)
-        self.slots = SlotTable(slots, plan.slots_per_front, create=True)
+        self.intake = intake
+        self.slots = intake.slots
+        done = plan.name(P.front_roles(index, gen)[2])
         self.done = Ring(done, plan.completion_ring_cells, P.CELL_SIZE, create=True)
         self.requests = Ring(plan.name(P.request_ring_role()))
-        self.board = P.Board(plan.name(P.board_role()))
         self.pending: dict[int, Pending] = {}
         self.outs: dict[tuple[int, int], tuple[Arena, Ring]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._drain, name="litserve-completions",
                                         daemon=True)
 
-    def publish_usage(self) -> None:
-        """Write the slots and arena bytes this front holds to the control board."""
-        self.board.set_front_usage(self.index, self.slots.in_use,
-                                   self.arena.size - self.arena.free_bytes)
-
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._thread.start()
 
     # -- posting (event loop) ---------------------------------------------------------
-    async def open(self, nbytes: int, deadline: float) -> Pending:
-        """A slot and (for nbytes > 0) an arena block, waiting boundedly for space."""
-        while True:
-            got = self.slots.acquire()
-            if got is not None:
-                break
-            await self._wait_space(deadline, "all request slots of this front are in use")
-        slot, seq = got
-        block = None
-        if nbytes:
-            while (block := self.arena.try_alloc(nbytes)) is None:
-                try:
-                    await self._wait_space(deadline, "the request arena is full")
-                except Busy:
-                    self.slots.unacquire(slot)
-                    self.publish_usage()
-                    raise
-        self.publish_usage()
-        return Pending(slot, seq, block)
-
-    def try_open(self, nbytes: int) -> Pending | None:
-        """Like ``open`` but never waits: None when no slot or arena space is free now."""
-        got = self.slots.acquire()
-        if got is None:
-            return None
-        block = self.arena.try_alloc(nbytes)
-        if block is None:
-            self.slots.unacquire(got[0])
-            return None
-        self.publish_usage()
-        return Pending(got[0], got[1], block)
-
-    async def _wait_space(self, deadline: float, why: str) -> None:
-        if time.monotonic() >= deadline:
-            raise Busy(f"server busy: {why} (waited {self.plan.queue_wait:g} s); retry later")
-        await asyncio.sleep(0.002)
-
-    async def post(self, pending: Pending, rec: P.RequestRecord, deadline: float) -> None:
-        """Publish the request: slot POSTED, then the record on the request ring."""
-        self.slots.post(pending.slot, pending.seq)
+    async def post(self, hold: Hold, rec: P.RequestRecord, wait_until: float) -> Pending:
+        """Publish the request: slot POSTED, then the record on the request ring.  From
+        here the dispatcher owns ``hold``; on ``Busy`` it has been given back."""
+        pending = Pending(hold)
+        self.slots.post(hold.slot, hold.seq)
         body = pending.record = rec.pack()
-        self.pending[pending.slot] = pending
+        self.pending[hold.slot] = pending
         while True:
             try:
                 self.requests.put(body, timeout=0)
-                return
+                return pending
             except RingFull:
                 try:
-                    await self._wait_space(deadline, "the request queue is full")
-                except Busy:
+                    await self.intake.wait_room(wait_until, "the request queue is full")
+                except BaseException:
                     self.cancel(pending)
                     raise
 
@@ -149,22 +103,12 @@ class Dispatcher:
         pending.abandoned = True
         return False
 
-    def discard(self, pending: Pending) -> None:
-        """Give back a slot/block that was never posted."""
-        if pending.block is not None:
-            self.arena.free(pending.block)
-        self.slots.unacquire(pending.slot)
-        self.publish_usage()
-
     def _end(self, pending: Pending) -> None:
-        self.pending.pop(pending.slot, None)
+        if self.pending.get(pending.slot) is pending:
+            del self.pending[pending.slot]
         if pending.timer is not None:
             pending.timer.cancel()
-        if pending.block is not None:
-            self.arena.free(pending.block)
-            pending.block = None
-        self.slots.release(pending.slot)
-        self.publish_usage()
+        self.intake.give_back(pending.hold)
 
     # -- completions (thread, then event loop) -----------------------------------------
     def _drain(self) -> None:
@@ -266,7 +210,7 @@ class Dispatcher:
         for arena, ring in self.outs.values():
             ring.close()
             arena.close()
-        for part in (self.requests, self.done, self.slots, self.arena, self.board):
+        for part in (self.requests, self.done):
             part.close()
 
 

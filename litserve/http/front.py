@@ -16,6 +16,7 @@ from ..config import Plan
 from ..ipc.lifeline import die_with_parent
 from ..sockets import bind
 from .app import Front
+from .body import PRIVATE_MAX
 from .direct import protocol_class
 
 
@@ -44,7 +45,8 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket | None, par
     apis, specs = cloudpickle.loads(plan.apis_blob)
     front = Front(plan, index, apis, specs, gen)
     kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3,
-                              "http": protocol_class(front.place_direct)}
+                              "http": protocol_class(front.place_direct, front.guard,
+                                                     PRIVATE_MAX)}
     kwargs.update(plan.uvicorn_kwargs)
     config = uvicorn.Config(front, host=plan.host, port=plan.port, log_level=plan.log_level,
                             lifespan="on", **kwargs)

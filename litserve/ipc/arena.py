@@ -67,6 +67,32 @@ class Arena:
         with self._cond:
             return self._carve(need)
 
+    def try_extend(self, offset: int, nbytes: int) -> bool:
+        """Grow the block at ``offset`` in place to hold ``nbytes``, if the space right
+        after it is free; False (nothing changed) otherwise."""
+        need = self._need(nbytes)
+        with self._cond:
+            have = self._live.get(offset)
+            if have is None:
+                raise InvalidFree(f"arena {self.name!r}: offset {offset!r} is not an "
+                                  "allocated block")
+            if need <= have:
+                return True
+            nxt = offset + have
+            extra = self._lengths.get(nxt, 0)
+            if have + extra < need:
+                return False
+            i = bisect.bisect_left(self._starts, nxt)
+            del self._lengths[nxt]
+            if have + extra == need:
+                del self._starts[i]
+            else:
+                self._starts[i] = offset + need
+                self._lengths[offset + need] = have + extra - need
+            self._live[offset] = need
+            self._free_total -= need - have
+            return True
+
     def free(self, offset: int) -> None:
         with self._cond:
             length = self._live.pop(offset, None)

@@ -122,6 +122,13 @@ class SlotTable:
             store64(self._buf, off, FREE)
         self._free.append(slot)
 
+    def release_any(self, slot: int) -> None:
+        """End a slot's request whatever became of it: never posted, or posted."""
+        if load64(self._buf, self._off(slot)) & 0xF == FREE:
+            self.unacquire(slot)
+        else:
+            self.release(slot)
+
     def claimed_by(self, worker: int) -> list[tuple[int, int]]:
         """(slot, seq) of every request that ``worker`` claimed and has not finished."""
         found = []

@@ -172,3 +172,23 @@ def test_view_outside_the_arena_is_refused(arena):
 def test_attach_to_missing_arena_names_it(name):
     with pytest.raises(SegmentNotFound, match=f"'{name('gone')}' does not exist"):
         Arena(name("gone"))
+
+
+def test_try_extend_grows_in_place_only_into_free_space(name):
+    a = Arena(name("grow"), 4096, create=True)
+    try:
+        first = a.alloc(64)
+        assert a.try_extend(first, 1000)  # the rest of the arena is free
+        assert a.free_bytes == 4096 - 1024
+        second = a.alloc(64)
+        assert second == 1024
+        assert not a.try_extend(first, 1100)  # `second` is in the way
+        assert a.free_bytes == 4096 - 1024 - 64
+        assert a.try_extend(second, 4096 - 1024)  # exactly the rest
+        assert a.free_bytes == 0
+        a.free(first)
+        a.free(second)
+        assert a.free_bytes == 4096 and a.alloc(4096) == 0
+    finally:
+        a.close()
+        a.unlink()

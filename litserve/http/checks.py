@@ -1,0 +1,136 @@
+"""The front's checks of a request's headers and body: done here so that workers only
+ever see well-formed requests, and so that every malformed one is a 4xx that names the
+header (or the body) and what it accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .. import protocol as P
+from .. import wire
+from .replies import Refused, Reply, json_error
+
+FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+Headers = dict[bytes, bytes]
+
+
+def bad(detail: str) -> Refused:
+    return Refused(json_error(400, detail))
+
+
+def kind_and_meta(headers: Headers) -> tuple[int, dict[str, Any]]:
+    """The body kind of a predict request and the meta the worker needs to read it."""
+    ctype = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+    if ctype == b"application/octet-stream":
+        return P.OCTET, _octet_meta(headers)
+    if ctype == b"application/x-npy":
+        return P.NPY, {}
+    if ctype == b"application/x-litserve-tensors":
+        return P.BUNDLE, {}
+    if ctype in FORM_TYPES:
+        return P.FORM, {"content_type": headers[b"content-type"].decode("latin-1")}
+    return P.JSON, {}
+
+
+def _octet_meta(headers: Headers) -> dict[str, Any]:
+    dtype = headers.get(b"x-tensor-dtype")
+    shape = headers.get(b"x-tensor-shape")
+    if dtype is None:
+        raise bad("an application/octet-stream body needs an X-Tensor-Dtype header, for "
+                  "example 'float32'")
+    try:
+        dt = wire.parse_dtype(dtype.decode("latin-1"))
+        dims = None if shape is None else wire.parse_shape(shape.decode("latin-1"))
+    except wire.WireError as exc:
+        raise bad(str(exc)) from None
+    return {"dtype": dt.str, "shape": dims}
+
+
+def content_length(headers: Headers) -> int | None:
+    """The declared body size, None for a body of unknown length (chunked)."""
+    raw = headers.get(b"content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise bad(f"Content-Length {raw.decode('latin-1')!r} is not valid; send the body "
+                  "size in bytes as a non-negative integer")
+    return int(raw)
+
+
+def looks_like_json(meta: dict[str, Any], body: Any) -> bool:
+    """A urlencoded "form" that is really JSON (``curl -d '{...}'`` sets that type)."""
+    urlencoded = meta["content_type"].startswith("application/x-www-form-urlencoded")
+    return urlencoded and bytes(body[:1]) in (b"{", b"[")
+
+
+def validate(kind: int, body: Any, meta: dict[str, Any], model: Any) -> None:
+    """The body checks of each kind; ``Refused`` (400 / 422) when malformed."""
+    try:
+        if kind == P.JSON:
+            _check_json(body, model)
+        elif kind == P.OCTET:
+            shape = None if meta["shape"] is None else wire.format_shape(meta["shape"])
+            wire.octet_meta(meta["dtype"], shape, len(body))
+        elif kind == P.NPY:
+            wire.npy_meta(body[:65536], len(body))
+        elif kind == P.BUNDLE:
+            wire.bundle_meta(body[:65536], len(body))
+    except orjson.JSONDecodeError as exc:
+        raise bad(f"request body is not valid JSON: {exc}") from None
+    except wire.WireError as exc:
+        raise bad(str(exc)) from None
+    except ValueError as exc:  # pydantic.ValidationError
+        errors = exc.errors(include_url=False) if hasattr(exc, "errors") else str(exc)
+        raise Refused(Reply(P.ERROR, 422, P.CT_JSON, b"", orjson.dumps(
+            {"detail": errors}, default=str))) from None
+
+
+def _check_json(body: Any, model: Any) -> None:
+    if model is not None:
+        model.model_validate_json(bytes(body))
+    elif len(body):
+        orjson.loads(body)
+
+
+# -- Accept -------------------------------------------------------------------------------
+_BINARY = ((b"application/octet-stream", P.ACCEPT_OCTET), (b"application/x-npy", P.ACCEPT_NPY),
+           (b"application/x-litserve-tensors", P.ACCEPT_BUNDLE))
+
+
+def accept_flags(accept: bytes) -> int:
+    """Binary response formats the client asks for: each one it names with q > 0 that
+    it does not like less than JSON."""
+    if not accept or accept == b"*/*":
+        return 0
+    prefs = media_prefs(accept)
+    json_q = prefs.get(b"application/json", prefs.get(b"application/*", prefs.get(b"*/*", 0.0)))
+    flags = 0
+    for media, flag in _BINARY:
+        q = prefs.get(media, 0.0)
+        if q > 0 and q >= json_q:
+            flags |= flag
+    return flags
+
+
+def media_prefs(accept: bytes) -> dict[bytes, float]:
+    """{media range: q} of an Accept header (malformed q values count as 0)."""
+    prefs: dict[bytes, float] = {}
+    for item in accept.lower().split(b","):
+        media, *params = (p.strip() for p in item.split(b";"))
+        q = 1.0
+        for param in params:
+            if param.startswith(b"q="):
+                q = _qvalue(param[2:])
+        if media:
+            prefs[media] = max(q, prefs.get(media, 0.0))
+    return prefs
+
+
+def _qvalue(raw: bytes) -> float:
+    try:
+        q = float(raw)
+    except ValueError:
+        return 0.0
+    return q if 0.0 <= q <= 1.0 else 0.0
