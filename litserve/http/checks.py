@@ -4,6 +4,7 @@ header (or the body) and what it accepts."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from .. import protocol as P
 from .. import wire
 from .replies import Refused, Reply, json_error
 
+log = logging.getLogger("litserve.front")
 FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 Headers = dict[bytes, bytes]
 
@@ -85,6 +87,14 @@ def validate(kind: int, body: Any, meta: dict[str, Any], model: Any) -> None:
         errors = exc.errors(include_url=False) if hasattr(exc, "errors") else str(exc)
         raise Refused(Reply(P.ERROR, 422, P.CT_JSON, b"", orjson.dumps(
             {"detail": errors}, default=str))) from None
+    except Exception as exc:  # a parser tripped over input it did not foresee
+        log.warning("refused a malformed request body (%s)", type(exc).__name__, exc_info=exc)
+        raise bad(f"the request body could not be read as {_KIND_NAMES.get(kind, 'sent')}"
+                  ) from None
+
+
+_KIND_NAMES = {P.JSON: "JSON", P.OCTET: "a tensor", P.NPY: "a .npy file",
+               P.BUNDLE: "a tensor bundle"}
 
 
 def _check_json(body: Any, model: Any) -> None:

@@ -9,6 +9,11 @@ When the block is full, the request is complete: a fresh parser takes over the
 connection for the next request, and the app's ``receive()`` sees the end of the body.
 
 Everything else (small bodies, other routes, pipelining, upgrades) is uvicorn's own path.
+Reads that do not go to an arena block go into one buffer that every connection of the
+process shares, so an idle connection costs uvicorn's own state and no read buffer.
+
+Each connection also reports to the front's ``Guard`` (``http/guard.py``) when it is
+waiting for headers or for body bytes, so slow clients meet deadlines.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .guard import APP, BODY, HEADERS, IDLE, Guard
 
 READ_SIZE = 256 * 1024
 MAX_HEAD = 64 * 1024  # request line + headers; more is a 431
+LINGER_S = 2.0  # how long a refused connection's incoming bytes are read and dropped
 SCOPE_KEY = "litserve.direct"
 _read_buffer: list[memoryview] = []  # one per process: every connection reads into it
 
@@ -54,36 +60,51 @@ class Direct:
 Placer = Callable[[dict[str, Any], int], Direct | None]
 
 
-def protocol_class(placer: Placer, guard: Guard, private_max: int) -> type[asyncio.Protocol]:
+def protocol_class(placer: Placer, guard: Guard, private_max: int
+                   ) -> type[asyncio.BufferedProtocol]:
     """A uvicorn HTTP protocol class whose large bodies go where ``placer`` says, and
     whose header and body reads are watched by ``guard``.  A body over ``private_max``
     bytes (or of unknown length) counts as holding arena room while it arrives."""
 
-    class DirectBodyProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
+    class Connection(HttpToolsProtocol):
+        """uvicorn's protocol with our reads: fed by ``DirectBodyProtocol`` below."""
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._direct: Direct | None = None
             self.phase, self.since = IDLE, 0.0
             self.body_start, self.body_got, self.holds = 0.0, 0, False
             self._head_bytes = 0
+            self._lingering = False
 
         # -- what the guard watches ----------------------------------------------------
         def _enter(self, phase: int) -> None:
             self.phase, self.since = phase, time.monotonic()
 
         def time_out(self, why: str) -> None:
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self._lingering:
                 return
             if self.cycle is None or not self.cycle.response_started:
-                self._answer(408, why)
+                return self._refuse(408, why)
             self.transport.close()
 
-        def _answer(self, status: int, why: str) -> None:
+        def _refuse(self, status: int, why: str) -> None:
+            """Answer ``status`` and end the connection.  What the client is still sending
+            is read and dropped for a moment first (a "lingering close"), since closing a
+            socket with unread bytes resets it and the client may lose the answer."""
             body = orjson.dumps({"detail": why})
             self.transport.write(b"".join([
                 b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
                 b"content-type: application/json\r\n",
                 b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
+            self._lingering = True
+            self._direct = None
+            if self.cycle is not None:
+                self.cycle.disconnected = True  # the app's request is over
+                self.cycle.message_event.set()
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
@@ -102,6 +123,8 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int) -> type[async
             return _shared_buffer()
 
         def buffer_updated(self, nbytes: int) -> None:
+            if self._lingering:
+                return  # dropped: the connection is ending
             d = self._direct
             if d is not None and d.bypass:
                 d.pos += nbytes
@@ -117,8 +140,7 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int) -> type[async
             if self.phase == HEADERS and not self.transport.is_closing():
                 self._head_bytes += nbytes
                 if self._head_bytes > MAX_HEAD:
-                    self._answer(431, f"request line and headers exceed {MAX_HEAD} bytes")
-                    self.transport.close()
+                    self._refuse(431, f"request line and headers exceed {MAX_HEAD} bytes")
 
         def _body_progress(self, nbytes: int) -> None:
             self.since = time.monotonic()
@@ -178,6 +200,35 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int) -> type[async
             super().on_response_complete()
             if self.phase == APP:
                 self.phase = IDLE
+
+    class DirectBodyProtocol(asyncio.BufferedProtocol):
+        """What the event loop talks to.  Not an ``asyncio.Protocol``: uvloop reads into
+        ``get_buffer`` only for protocols that are not (it feeds ``data_received`` bytes
+        to every ``asyncio.Protocol``, which would cost the direct path its zero copy)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.conn = Connection(*args, **kwargs)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.conn.connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.conn.connection_lost(exc)
+
+        def eof_received(self) -> None:
+            self.conn.eof_received()
+
+        def pause_writing(self) -> None:
+            self.conn.pause_writing()
+
+        def resume_writing(self) -> None:
+            self.conn.resume_writing()
+
+        def get_buffer(self, sizehint: int) -> memoryview:
+            return self.conn.get_buffer(sizehint)
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.conn.buffer_updated(nbytes)
 
     return DirectBodyProtocol
 

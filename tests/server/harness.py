@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from litserve.ipc import SlotTable, names
-from litserve.protocol import Board
 from litserve.ipc.slots import FREE
+from litserve.protocol import Board
 
 APPS = Path(__file__).parent / "apps"
 PYTHON = sys.executable
