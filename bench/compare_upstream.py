@@ -41,6 +41,7 @@ IMPLS = {
     "ours": ROOT / ".venv" / "bin" / "python",
 }
 TENSOR_SHAPE = (1080, 1920, 3)
+SMALL_TENSOR_SHAPE = (256, 1024)  # float32: 1 MiB
 BOUNDARY = "litservebenchboundary7f3a"
 
 
@@ -68,14 +69,17 @@ def batched_request(impl: str, args: argparse.Namespace) -> Request:
     return Request(body, {"Content-Type": "application/json"}, len(body), {})
 
 
-def _tensor_bytes() -> tuple[bytes, float]:
-    count = TENSOR_SHAPE[0] * TENSOR_SHAPE[1] * TENSOR_SHAPE[2]
+def _tensor_bytes(shape: tuple[int, ...]) -> tuple[bytes, float]:
+    count = 1
+    for d in shape:
+        count *= d
     pattern = bytes.fromhex("0000803f00000040")  # float32 1.0, 2.0 (little-endian): mean 1.5
     return pattern * (count // 2), 1.5
 
 
-def tensor_request(impl: str, args: argparse.Namespace) -> Request:
-    data, mean = _tensor_bytes()
+def tensor_request(impl: str, args: argparse.Namespace,
+                   shape: tuple[int, ...] = TENSOR_SHAPE) -> Request:
+    data, mean = _tensor_bytes(shape)
     expect = {"mean": mean, "size": len(data) // 4}
     route = (
         args.tensor_route
@@ -86,7 +90,7 @@ def tensor_request(impl: str, args: argparse.Namespace) -> Request:
         headers = {
             "Content-Type": "application/octet-stream",
             "X-Tensor-Dtype": "float32",
-            "X-Tensor-Shape": ",".join(map(str, TENSOR_SHAPE)),
+            "X-Tensor-Shape": ",".join(map(str, shape)),
         }
         return Request(data, headers, len(data), expect)
     head = (
@@ -96,6 +100,10 @@ def tensor_request(impl: str, args: argparse.Namespace) -> Request:
     body = head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     return Request(body, headers, len(data), expect)
+
+
+def small_tensor_request(impl: str, args: argparse.Namespace) -> Request:
+    return tensor_request(impl, args, SMALL_TENSOR_SHAPE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +117,7 @@ class Scenario:
 SCENARIOS = {
     "hello": Scenario("hello.py", 64, hello_request),
     "tensor": Scenario("tensor.py", 4, tensor_request),
+    "tensor1m": Scenario("tensor.py", 8, small_tensor_request),
     "batched": Scenario("batched.py", 64, batched_request, batched=True),
 }
 
