@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
+from .. import jsonx, wire
 from .. import protocol as P
-from .. import wire
 from ..api import LitAPI, request_model
 from ..config import Plan
 from .direct import SCOPE_KEY, Direct
@@ -442,7 +442,7 @@ def _validate(kind: int, body: Any, meta: dict[str, Any], model: Any) -> None:
             if model is not None:
                 model.model_validate_json(bytes(body))
             elif len(body):
-                orjson.loads(body)
+                jsonx.loads(body)
         elif kind == P.OCTET:
             shape = None if meta["shape"] is None else wire.format_shape(meta["shape"])
             wire.octet_meta(meta["dtype"], shape, len(body))

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from .. import jsonx
 from ..errors import ConfigError
 from .base import Endpoint, Forward, Immediate, LitSpec
 
@@ -68,7 +69,7 @@ def _validation_message(errors: list[dict[str, Any]], limit: int = 3) -> tuple[s
 
 
 def immediate_error(status: int, detail: Any, param: str | None = None) -> Immediate:
-    return Immediate(status, orjson.dumps(error_document(status, detail, param), default=str))
+    return Immediate(status, jsonx.dumps(error_document(status, detail, param), default=str))
 
 
 def hook_status(exc: Exception) -> tuple[int, Any]:
@@ -140,7 +141,7 @@ class OpenAIBase(LitSpec):
         return None
 
     def error_body(self, status: int, detail: Any) -> bytes:
-        return orjson.dumps(error_document(status, detail), default=str)
+        return jsonx.dumps(error_document(status, detail), default=str)
 
     def _names(self) -> list[str]:
         peers = getattr(self, "_peers", None) or [self]

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import orjson
 
+from .. import jsonx, wire
 from .. import protocol as P
-from .. import wire
-
-_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
 class Encoded:
@@ -41,7 +38,7 @@ def _default(obj: Any) -> Any:
 
 def to_json(output: Any) -> bytes:
     try:
-        return orjson.dumps(output, default=_default, option=_JSON_OPTS)
+        return jsonx.dumps(output, default=_default)
     except TypeError as exc:
         raise TypeError(
             f"encode_response returned {type(output).__name__}, which cannot be sent as "
