@@ -68,7 +68,9 @@ class LitSpec:
         """Override to add request-derived values to ``context`` (runs in the front)."""
 
     def error_body(self, status: int, detail: Any) -> bytes:
-        """The body of an error response in this spec's shape (JSON)."""
+        """The body of an error response in this spec's shape (JSON).  For an unexpected
+        exception ``detail`` is ``"Internal Server Error (request id: ...)"``: the
+        exception itself is only in the server's log."""
         return jsonx.dumps({"detail": detail}, default=str)
 
     # -- worker -----------------------------------------------------------------------------

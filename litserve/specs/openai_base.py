@@ -11,17 +11,21 @@ full server (503), a deadline (504), and exceptions raised by the user's hooks
 from __future__ import annotations
 
 import inspect
+import logging
 import time
+import uuid
 from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 
 from .. import jsonx
 from ..errors import ConfigError
 from .base import Endpoint, Forward, Immediate, LitSpec
 
 MODELS_PATH = "/v1/models"
+log = logging.getLogger("litserve.specs")
 
 # status -> (type, code) as OpenAI's API reports them
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
@@ -72,12 +76,16 @@ def immediate_error(status: int, detail: Any, param: str | None = None) -> Immed
     return Immediate(status, jsonx.dumps(error_document(status, detail, param), default=str))
 
 
-def hook_status(exc: Exception) -> tuple[int, Any]:
-    """(status, detail) for an exception raised by user code in the front."""
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        return status, getattr(exc, "detail", str(exc))
-    return 500, f"{type(exc).__name__}: {exc}"
+def hook_status(exc: Exception, where: str) -> tuple[int, Any]:
+    """(status, detail) for an exception raised by user code (``where``) in the front: an
+    HTTPException's as given; any other is logged with a request id, which is all the
+    client gets besides ``Internal Server Error``."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code, exc.detail
+    request_id = uuid.uuid4().hex
+    log.error("request %s failed in %s: %s: %s", request_id, where, type(exc).__name__, exc,
+              exc_info=exc)
+    return 500, f"Internal Server Error (request id: {request_id})"
 
 
 def is_generator_function(fn: Any) -> bool:
@@ -133,7 +141,7 @@ class OpenAIBase(LitSpec):
         try:
             self.populate_context(context, request)
         except Exception as exc:  # user code: answer in OpenAI's shape, keep serving
-            return immediate_error(*hook_status(exc))
+            return immediate_error(*hook_status(exc, f"{type(self).__name__}.populate_context"))
         return Forward(body, bool(getattr(request, "stream", False)), context)
 
     def refuse(self, request: Any) -> Immediate | None:

@@ -9,6 +9,8 @@ import numpy as np
 from .. import jsonx, wire
 from .. import protocol as P
 
+INTERNAL = "Internal Server Error"  # all a client learns of an unexpected exception
+
 
 class Encoded:
     """One response (or stream chunk): status, content-type code, header lines, body."""
@@ -76,7 +78,27 @@ def encode_chunk(chunk: Any) -> tuple[int, bytes]:
 
 
 def error(status: int, detail: Any, headers: list[tuple[str, str]] | None = None) -> Encoded:
-    return Encoded(status, P.CT_JSON, header_lines(headers or []), [to_json({"detail": detail})])
+    """An error response whose detail the client may see (an HTTPException's, or ours)."""
+    return Encoded(status, P.CT_JSON, header_lines(headers or []), [error_json(detail)])
+
+
+def internal_error(request_id: str) -> Encoded:
+    """The 500 for an unexpected exception: no detail, a request id to find it in the log."""
+    return Encoded(500, P.CT_JSON, header_lines([("x-request-id", request_id)]),
+                   [error_json(INTERNAL, request_id)])
+
+
+def error_json(detail: Any, request_id: str = "") -> bytes:
+    """``{"detail": ...}`` (plus ``"request_id"`` when given); what JSON cannot hold as str."""
+    doc = {"detail": detail, "request_id": request_id} if request_id else {"detail": detail}
+    return jsonx.dumps(doc, default=_default_or_str)
+
+
+def _default_or_str(obj: Any) -> Any:
+    try:
+        return _default(obj)
+    except TypeError:
+        return str(obj)
 
 
 def _binary(output: Any, flags: int) -> Encoded | None:
