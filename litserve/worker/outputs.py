@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,15 @@ from .. import jsonx, wire
 from .. import protocol as P
 
 INTERNAL = "Internal Server Error"  # all a client learns of an unexpected exception
+# RFC 9110: a field name is a token; a value is visible ASCII or obs-text (0x80-0xFF),
+# with spaces and tabs between.  Anything else (CR, LF, NUL, ...) would end the line.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_NAME = re.compile(_TOKEN)
+_LINE = re.compile(_TOKEN + r": [\t\x20-\x7e\x80-\xff]*")
+
+
+class InvalidHeader(ValueError):
+    """A response header that cannot be sent as one header line (the request gets a 500)."""
 
 
 class Encoded:
@@ -50,7 +60,24 @@ def to_json(output: Any) -> bytes:
 
 
 def header_lines(headers: list[tuple[str, str]]) -> bytes:
-    return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+    """``name: value\\r\\n`` for each header; InvalidHeader for one that is not a single
+    valid header line."""
+    lines = []
+    for name, value in headers:
+        line = f"{name}: {value}\r\n"
+        if _LINE.fullmatch(line, 0, len(line) - 2) is None:  # a name holds no ":"
+            raise _invalid(str(name), str(value))
+        lines.append(line)
+    return "".join(lines).encode("latin-1")
+
+
+def _invalid(name: str, value: str) -> InvalidHeader:
+    if _NAME.fullmatch(name) is None:
+        return InvalidHeader(f"response header name {name!r} (value {value!r}) is not valid: "
+                             "a name is letters, digits and !#$%&'*+-.^_`|~ only")
+    return InvalidHeader(f"response header {name!r} has an invalid value {value!r}: a value "
+                         "is visible ASCII or Latin-1 text, spaces and tabs: no CR, LF, NUL "
+                         "or other control characters")
 
 
 def encode(output: Any, flags: int) -> Encoded:

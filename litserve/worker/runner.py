@@ -397,7 +397,7 @@ class Failure:
 
     status: int
     detail: Any = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # checked header lines
     hidden: str = ""  # why, for the log only: the client gets Internal Server Error
 
 
@@ -410,12 +410,22 @@ def _describe(exc: Exception, hook: str = "") -> Failure:
     other exception may carry anything (a token, a path, a repr of the model's output):
     it is hidden."""
     if isinstance(exc, HookError):
-        return Failure(exc.status, exc.detail, exc.headers)
+        return _checked(exc.status, exc.detail, exc.headers, exc)
     if isinstance(exc, HTTPException):
-        return Failure(exc.status_code, exc.detail, list((exc.headers or {}).items()))
+        return _checked(exc.status_code, exc.detail, list((exc.headers or {}).items()), exc)
     if hook == "decode_request" and isinstance(exc, ValidationError):
         return Failure(422, _validation_errors(exc))
     return Failure(500, hidden=f"{type(exc).__name__}: {exc}")
+
+
+def _checked(status: int, detail: Any, headers: list[tuple[str, str]], exc: Exception
+             ) -> Failure:
+    """A Failure sent as given, unless a header of it cannot be sent (then a hidden 500)."""
+    try:
+        outputs.header_lines(headers)
+    except outputs.InvalidHeader as bad:
+        return Failure(500, hidden=f"{type(exc).__name__}({status}) with {bad}")
+    return Failure(status, detail, headers)
 
 
 def _log_failure(exc: Exception, api: Api, hook: str, failure: Failure, ids: list[str]

@@ -1,5 +1,5 @@
-"""Nothing leaks out: exception texts stay in the log, JSON numbers stay exact.  One real
-server serves every hostile API of ``apps/hostile.py``."""
+"""Nothing leaks out: exception texts stay in the log, header lines stay single, JSON
+numbers stay exact.  One real server serves every hostile API of ``apps/hostile.py``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from litserve.specs.openai_types import ErrorResponse
 
-from .apps.hostile import SECRET
+from .apps.hostile import BAD_HEADERS, SECRET
 from .harness import Server, serve, wait_for
 
 CHAT = "/v1/chat/completions"
@@ -21,6 +21,7 @@ APIS = ";".join([
     "hostile:Leaky",
     'hostile:LeakyBatch({"api_path": "/batch", "max_batch_size": 2, "batch_timeout": 2})',
     'hostile:LeakyStream({"api_path": "/stream", "stream": true})',
+    'hostile:Headers({"api_path": "/headers"})',
     'hostile:Exact({"api_path": "/exact"})',
     'hostile:Big({"api_path": "/big"})',
     'hostile:TypedExact({"api_path": "/typed"})',
@@ -92,6 +93,22 @@ def test_a_stream_that_fails_ends_with_a_bare_error_line(server: Server) -> None
     assert lines[:2] == [{"i": 0}, {"i": 1}]
     assert lines[2]["detail"] == "Internal Server Error" and len(lines) == 3
     logged(server, lines[2]["request_id"], "RuntimeError: generator broke", SECRET)
+
+
+# -- response headers --------------------------------------------------------------------------
+@pytest.mark.parametrize("via", ["response", "http"])
+@pytest.mark.parametrize("how", sorted(BAD_HEADERS))
+def test_a_header_that_is_not_one_valid_line_is_refused(server: Server, how: str,
+                                                         via: str) -> None:
+    r = server.post("/headers", json={"how": how, "via": via})
+    assert "set-cookie" not in r.headers and "x-note" not in r.headers, r.headers
+    request_id = bare_500(r)
+    [(name, value)] = BAD_HEADERS[how].items()
+    name = name.lower() if via == "response" else name  # starlette lowercases Response's
+    logged(server, request_id, repr(name), repr(value))
+    good = server.post("/headers", json={"how": "good", "via": via})
+    assert good.headers["x-note"] == ("fine\tand good" if via == "response" else "fine")
+    assert good.status_code == (200 if via == "response" else 409)
 
 
 # -- JSON numbers ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""LitAPIs whose hooks try to make the server leak: secrets in exception texts, JSON
-numbers that orjson alone would bend.
+"""LitAPIs whose hooks try to make the server leak: secrets in exception texts, header
+lines smuggled into response headers, JSON numbers that orjson alone would bend.
 
 Every secret below contains SECRET, which must never reach a client (only the log).
 """
@@ -8,6 +8,7 @@ import math
 
 from pydantic import BaseModel, field_serializer
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 import litserve as ls
 
@@ -72,6 +73,33 @@ class LeakyStream(ls.LitAPI):
 
     def encode_response(self, outputs):
         yield from outputs
+
+
+# {"how": name} -> (headers of the Response / HTTPException, what they smuggle)
+BAD_HEADERS = {
+    "crlf": {"X-Note": "ok\r\nSet-Cookie: session=stolen"},
+    "lf": {"X-Note": "ok\nSet-Cookie: session=stolen"},
+    "nul": {"X-Note": "ok\x00tail"},
+    "name": {"Set-Cookie: session=stolen\r\nX-Note": "ok"},
+    "space": {"X Note": "ok"},
+}
+
+
+class Headers(ls.LitAPI):
+    """{"how": key of BAD_HEADERS or "good", "via": "response" | "http"}."""
+
+    def setup(self, device):
+        pass
+
+    def predict(self, x):
+        if x["via"] == "http":
+            headers = BAD_HEADERS.get(x["how"], {"X-Note": "fine"})
+            raise HTTPException(status_code=409, detail="conflict", headers=headers)
+        return x
+
+    def encode_response(self, output):
+        headers = BAD_HEADERS.get(output["how"], {"X-Note": "fine\tand good"})
+        return Response(content=b"body", headers=headers, media_type="text/plain")
 
 
 class Exact(ls.LitAPI):
