@@ -3,8 +3,10 @@ and errors in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``
 
 Every error of an OpenAI route goes through ``error_body``: invalid requests (400 /
 422, answered by the front), a missing API key (401), an oversized body (413), a
-full server (503), a deadline (504), and exceptions raised by the user's hooks
-(their status, else 500).  A stream that fails after it started ends with one
+full server (503), a deadline (504), and exceptions raised by the user's hooks (an
+HTTPException's status and detail; any other exception is a 500 whose message says only
+``Internal Server Error (request id: ...)``, the id of the server's log line that holds
+the exception and its traceback).  A stream that fails after it started ends with one
 ``data: {"error": ...}`` event, which the official client raises as ``APIError``.
 """
 
