@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
+from .. import jsonx, wire
 from .. import protocol as P
-from .. import wire
 from .replies import Refused, Reply, json_error
 
 log = logging.getLogger("litserve.front")
@@ -101,7 +101,7 @@ def _check_json(body: Any, model: Any) -> None:
     if model is not None:
         model.model_validate_json(bytes(body))
     elif len(body):
-        orjson.loads(body)
+        jsonx.loads(body)
 
 
 # -- Accept -------------------------------------------------------------------------------

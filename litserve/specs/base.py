@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsonx
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -66,10 +68,10 @@ class LitSpec:
         """Override to add request-derived values to ``context`` (runs in the front)."""
 
     def error_body(self, status: int, detail: Any) -> bytes:
-        """The body of an error response in this spec's shape (JSON)."""
-        import orjson
-
-        return orjson.dumps({"detail": detail}, default=str)
+        """The body of an error response in this spec's shape (JSON).  For an unexpected
+        exception ``detail`` is ``"Internal Server Error (request id: ...)"``: the
+        exception itself is only in the server's log."""
+        return jsonx.dumps({"detail": detail}, default=str)
 
     # -- worker -----------------------------------------------------------------------------
     def parse(self, payload: bytes) -> Any:
@@ -104,9 +106,7 @@ class LitSpec:
 
     def finish(self, state: Any) -> bytes:
         """Final bytes: the end of a stream, or the whole body of a unary response."""
-        import orjson
-
-        return orjson.dumps(state["outputs"], default=str)
+        return jsonx.dumps(state["outputs"], default=str)
 
     def error_chunk(self, state: Any, status: int, detail: Any) -> bytes:
         """Bytes that end a stream that failed after it started."""

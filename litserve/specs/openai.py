@@ -22,7 +22,8 @@ Where things run: the front validates the ``ChatCompletionRequest`` (422 / 400 i
 OpenAI's shape), copies every field but ``messages`` into ``context`` and calls
 ``populate_context(context, request)``; the worker parses the request again, hands
 ``decode_request`` the model (the default one returns the message list as dicts),
-and frames each output here (``start`` / ``chunk`` / ``finish``) with orjson.
+and frames each output here (``start`` / ``chunk`` / ``finish``) with ``jsonx``
+(orjson, exact for integers beyond 64 bits).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel
 
+from .. import jsonx
 from ..api import LitAPI
 from ..errors import ConfigError
 from .base import Immediate
@@ -228,13 +230,13 @@ class Completion:
 
     def finish(self) -> bytes:
         if not self.stream:
-            return orjson.dumps(self.response())
+            return jsonx.dumps(self.response())
         tail = b""
         for index, choice in enumerate(self.choices):
             delta = {} if choice.role is not None else {"role": "assistant", "content": ""}
             tail += self.head + _choice(index, delta, choice.finish_reason) + b"]}\n\n"
         if self.include_usage:
-            tail += self.head + b'],"usage":' + orjson.dumps(self.usage()) + b"}\n\n"
+            tail += self.head + b'],"usage":' + jsonx.dumps(self.usage()) + b"}\n\n"
         return tail + b"data: [DONE]\n\n"
 
     def response(self) -> dict[str, Any]:
@@ -252,7 +254,7 @@ class Completion:
 
 
 def _choice(index: int, delta: dict[str, Any], finish_reason: str | None) -> bytes:
-    return (b'{"index":%d,"delta":' % index + orjson.dumps(delta) + b',"finish_reason":'
+    return (b'{"index":%d,"delta":' % index + jsonx.dumps(delta) + b',"finish_reason":'
             + orjson.dumps(finish_reason) + b',"logprobs":null}')
 
 

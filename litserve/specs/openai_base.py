@@ -3,24 +3,31 @@ and errors in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``
 
 Every error of an OpenAI route goes through ``error_body``: invalid requests (400 /
 422, answered by the front), a missing API key (401), an oversized body (413), a
-full server (503), a deadline (504), and exceptions raised by the user's hooks
-(their status, else 500).  A stream that fails after it started ends with one
+full server (503), a deadline (504), and exceptions raised by the user's hooks (an
+HTTPException's status and detail; any other exception is a 500 whose message says only
+``Internal Server Error (request id: ...)``, the id of the server's log line that holds
+the exception and its traceback).  A stream that fails after it started ends with one
 ``data: {"error": ...}`` event, which the official client raises as ``APIError``.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import time
+import uuid
 from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 
+from .. import jsonx
 from ..errors import ConfigError
 from .base import Endpoint, Forward, Immediate, LitSpec
 
 MODELS_PATH = "/v1/models"
+log = logging.getLogger("litserve.specs")
 
 # status -> (type, code) as OpenAI's API reports them
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
@@ -68,15 +75,19 @@ def _validation_message(errors: list[dict[str, Any]], limit: int = 3) -> tuple[s
 
 
 def immediate_error(status: int, detail: Any, param: str | None = None) -> Immediate:
-    return Immediate(status, orjson.dumps(error_document(status, detail, param), default=str))
+    return Immediate(status, jsonx.dumps(error_document(status, detail, param), default=str))
 
 
-def hook_status(exc: Exception) -> tuple[int, Any]:
-    """(status, detail) for an exception raised by user code in the front."""
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        return status, getattr(exc, "detail", str(exc))
-    return 500, f"{type(exc).__name__}: {exc}"
+def hook_status(exc: Exception, where: str) -> tuple[int, Any]:
+    """(status, detail) for an exception raised by user code (``where``) in the front: an
+    HTTPException's as given; any other is logged with a request id, which is all the
+    client gets besides ``Internal Server Error``."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code, exc.detail
+    request_id = uuid.uuid4().hex
+    log.error("request %s failed in %s: %s: %s", request_id, where, type(exc).__name__, exc,
+              exc_info=exc)
+    return 500, f"Internal Server Error (request id: {request_id})"
 
 
 def is_generator_function(fn: Any) -> bool:
@@ -132,7 +143,7 @@ class OpenAIBase(LitSpec):
         try:
             self.populate_context(context, request)
         except Exception as exc:  # user code: answer in OpenAI's shape, keep serving
-            return immediate_error(*hook_status(exc))
+            return immediate_error(*hook_status(exc, f"{type(self).__name__}.populate_context"))
         return Forward(body, bool(getattr(request, "stream", False)), context)
 
     def refuse(self, request: Any) -> Immediate | None:
@@ -140,7 +151,7 @@ class OpenAIBase(LitSpec):
         return None
 
     def error_body(self, status: int, detail: Any) -> bytes:
-        return orjson.dumps(error_document(status, detail), default=str)
+        return jsonx.dumps(error_document(status, detail), default=str)
 
     def _names(self) -> list[str]:
         peers = getattr(self, "_peers", None) or [self]

@@ -25,9 +25,9 @@ import inspect
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import orjson
 from pydantic import Field, field_validator
 
+from .. import jsonx
 from ..api import LitAPI
 from ..errors import ConfigError
 from .openai_base import OpenAIBase, is_generator_function
@@ -178,9 +178,8 @@ class OpenAIEmbeddingSpec(OpenAIBase):
                 for i, row in enumerate(rows)]
         prompt = int(usage.get("prompt_tokens") or state["tokens"])
         total = int(usage.get("total_tokens") or prompt)
-        return orjson.dumps({"object": "list", "data": data, "model": state["model"],
-                             "usage": {"prompt_tokens": prompt, "total_tokens": total}},
-                            option=orjson.OPT_SERIALIZE_NUMPY)
+        return jsonx.dumps({"object": "list", "data": data, "model": state["model"],
+                            "usage": {"prompt_tokens": prompt, "total_tokens": total}})
 
 
 def as_rows(embeddings: Any) -> np.ndarray:

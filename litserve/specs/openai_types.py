@@ -6,7 +6,7 @@ bare string, ``input_audio``, ``file``), tools and tool choices, response format
 any newer or vendor-specific field (kept, and passed on in ``context``).
 
 The response models describe what the server sends.  The worker builds those bytes
-with orjson on the hot path; ``tests/specs`` checks they validate against these models.
+with orjson (``jsonx``) on the hot path; ``tests/specs`` checks they validate against these models.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import jsonx
 
 
 class _Open(BaseModel):
@@ -101,7 +102,7 @@ class FunctionCall(_Open):
     def _arguments_as_json(cls, value: Any) -> Any:
         """Arguments are a JSON string on the wire; a dict is encoded for you."""
         if isinstance(value, dict | list):
-            return orjson.dumps(value).decode()
+            return jsonx.dumps(value).decode()
         return value
 
 

@@ -6,10 +6,9 @@ import pickle
 from typing import Any
 
 import numpy as np
-import orjson
 
+from .. import jsonx, wire
 from .. import protocol as P
-from .. import wire
 from .forms import parse_form
 
 
@@ -32,7 +31,7 @@ def request_object(rec: P.RequestRecord, meta: dict[str, Any], body: Any, model:
     if kind == P.JSON:
         if model is not None:
             return model.model_validate_json(bytes(body))
-        return orjson.loads(body) if len(body) else None
+        return jsonx.loads(body) if len(body) else None
     if kind == P.OCTET:
         shape = meta["shape"]
         if shape is None:  # no X-Tensor-Shape header: 1-D

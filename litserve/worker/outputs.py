@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
-import orjson
 
+from .. import jsonx, wire
 from .. import protocol as P
-from .. import wire
 
-_JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+INTERNAL = "Internal Server Error"  # all a client learns of an unexpected exception
+# RFC 9110: a field name is a token; a value is visible ASCII or obs-text (0x80-0xFF),
+# with spaces and tabs between.  Anything else (CR, LF, NUL, ...) would end the line.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_NAME = re.compile(_TOKEN)
+_LINE = re.compile(_TOKEN + r": [\t\x20-\x7e\x80-\xff]*")
+
+
+class InvalidHeader(ValueError):
+    """A response header that cannot be sent as one header line (the request gets a 500)."""
 
 
 class Encoded:
@@ -41,7 +50,7 @@ def _default(obj: Any) -> Any:
 
 def to_json(output: Any) -> bytes:
     try:
-        return orjson.dumps(output, default=_default, option=_JSON_OPTS)
+        return jsonx.dumps(output, default=_default)
     except TypeError as exc:
         raise TypeError(
             f"encode_response returned {type(output).__name__}, which cannot be sent as "
@@ -51,7 +60,24 @@ def to_json(output: Any) -> bytes:
 
 
 def header_lines(headers: list[tuple[str, str]]) -> bytes:
-    return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+    """``name: value\\r\\n`` for each header; InvalidHeader for one that is not a single
+    valid header line."""
+    lines = []
+    for name, value in headers:
+        line = f"{name}: {value}\r\n"
+        if _LINE.fullmatch(line, 0, len(line) - 2) is None:  # a name holds no ":"
+            raise _invalid(str(name), str(value))
+        lines.append(line)
+    return "".join(lines).encode("latin-1")
+
+
+def _invalid(name: str, value: str) -> InvalidHeader:
+    if _NAME.fullmatch(name) is None:
+        return InvalidHeader(f"response header name {name!r} (value {value!r}) is not valid: "
+                             "a name is letters, digits and !#$%&'*+-.^_`|~ only")
+    return InvalidHeader(f"response header {name!r} has an invalid value {value!r}: a value "
+                         "is visible ASCII or Latin-1 text, spaces and tabs: no CR, LF, NUL "
+                         "or other control characters")
 
 
 def encode(output: Any, flags: int) -> Encoded:
@@ -79,7 +105,27 @@ def encode_chunk(chunk: Any) -> tuple[int, bytes]:
 
 
 def error(status: int, detail: Any, headers: list[tuple[str, str]] | None = None) -> Encoded:
-    return Encoded(status, P.CT_JSON, header_lines(headers or []), [to_json({"detail": detail})])
+    """An error response whose detail the client may see (an HTTPException's, or ours)."""
+    return Encoded(status, P.CT_JSON, header_lines(headers or []), [error_json(detail)])
+
+
+def internal_error(request_id: str) -> Encoded:
+    """The 500 for an unexpected exception: no detail, a request id to find it in the log."""
+    return Encoded(500, P.CT_JSON, header_lines([("x-request-id", request_id)]),
+                   [error_json(INTERNAL, request_id)])
+
+
+def error_json(detail: Any, request_id: str = "") -> bytes:
+    """``{"detail": ...}`` (plus ``"request_id"`` when given); what JSON cannot hold as str."""
+    doc = {"detail": detail, "request_id": request_id} if request_id else {"detail": detail}
+    return jsonx.dumps(doc, default=_default_or_str)
+
+
+def _default_or_str(obj: Any) -> Any:
+    try:
+        return _default(obj)
+    except TypeError:
+        return str(obj)
 
 
 def _binary(output: Any, flags: int) -> Encoded | None:

@@ -6,8 +6,12 @@ import inspect
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from .. import protocol as P
 from ..api import LitAPI, request_model
@@ -322,25 +326,16 @@ class Runner:
             os.sched_yield()
 
     def _fail(self, jobs: list[Job], exc: Exception, api: Api, hook: str = "") -> None:
-        status, detail, headers = _describe(exc)
-        if status >= 500:
-            where = f" in {type(api.api).__name__}.{hook}" if hook else ""
-            log.error("request failed%s: %s", where, exc, exc_info=exc)
-        spec = api.spec
-        for job in jobs:
-            if job.done:
-                continue
-            if job.started:  # the client already has a 200 and part of the stream
-                tail = (spec.error_chunk(job.state, status, detail) if spec is not None
-                        else outputs.to_json({"detail": detail}) + b"\n")
-                self._post(job, P.ERROR, status, P.CT_OTHER, b"", [tail])
-            elif spec is not None:
-                body = spec.error_body(status, detail)
-                self._post(job, P.ERROR, status, P.CT_JSON, outputs.header_lines(headers),
-                           [body])
-            else:
-                enc = outputs.error(status, detail, headers)
-                self._post(job, P.ERROR, enc.status, enc.ctype, enc.meta, enc.parts)
+        """Answer every unfinished job with the error ``exc`` stands for.  An unexpected
+        exception is logged with its traceback and one request id per job; the client gets
+        ``Internal Server Error`` and its id, never the exception's text."""
+        failure = _describe(exc, hook)
+        pending = [job for job in jobs if not job.done]
+        ids = [uuid.uuid4().hex if failure.hidden else "" for _ in pending]
+        if failure.hidden or failure.status >= 500:
+            _log_failure(exc, api, hook, failure, ids)
+        for job, request_id in zip(pending, ids, strict=True):
+            self._post(job, P.ERROR, *_error_reply(api.spec, job, failure, request_id))
             job.done = True
 
     def _gone(self, job: Job) -> bool:
@@ -396,23 +391,90 @@ def _iterable(x: Any) -> bool:
     return hasattr(x, "__iter__") and hasattr(x, "__next__")
 
 
-def _describe(exc: Exception) -> tuple[int, Any, list[tuple[str, str]]]:
-    """(status, detail, headers) sent for an exception raised by a hook."""
+@dataclass(frozen=True)
+class Failure:
+    """What a client is told about an exception raised while serving its request."""
+
+    status: int
+    detail: Any = None
+    headers: list[tuple[str, str]] = field(default_factory=list)  # checked header lines
+    hidden: str = ""  # why, for the log only: the client gets Internal Server Error
+
+
+def _describe(exc: Exception, hook: str = "") -> Failure:
+    """The Failure sent for an exception raised by a hook (or by our code around it).
+
+    Only details the raiser meant for the client are sent: an HTTPException's (starlette's
+    or FastAPI's, with its status and headers), ours (HookError), and the errors of a
+    pydantic model validated in ``decode_request`` (422, without the input values).  Any
+    other exception may carry anything (a token, a path, a repr of the model's output):
+    it is hidden."""
     if isinstance(exc, HookError):
-        return exc.status, exc.detail, exc.headers
-    try:
-        from starlette.exceptions import HTTPException
-    except ImportError:  # pragma: no cover - starlette is a dependency
-        HTTPException = ()  # type: ignore[assignment,misc]  # noqa: N806
+        return _checked(exc.status, exc.detail, exc.headers, exc)
     if isinstance(exc, HTTPException):
-        return exc.status_code, exc.detail, list((exc.headers or {}).items())
-    if hasattr(exc, "errors") and type(exc).__name__ == "ValidationError":
-        return 422, _validation_errors(exc), []
-    return 500, f"{type(exc).__name__}: {exc}", []
+        return _checked(exc.status_code, exc.detail, list((exc.headers or {}).items()), exc)
+    if hook == "decode_request" and isinstance(exc, ValidationError):
+        return Failure(422, _validation_errors(exc))
+    return Failure(500, hidden=f"{type(exc).__name__}: {exc}")
 
 
-def _validation_errors(exc: Any) -> Any:
+def _checked(status: int, detail: Any, headers: list[tuple[str, str]], exc: Exception
+             ) -> Failure:
+    """A Failure sent as given, unless a header of it cannot be sent (then a hidden 500)."""
     try:
-        return exc.errors(include_url=False, include_context=False)
-    except TypeError:
-        return str(exc)
+        outputs.header_lines(headers)
+    except outputs.InvalidHeader as bad:
+        return Failure(500, hidden=f"{type(exc).__name__}({status}) with {bad}")
+    return Failure(status, detail, headers)
+
+
+def _log_failure(exc: Exception, api: Api, hook: str, failure: Failure, ids: list[str]
+                 ) -> None:
+    hook = hook or _hook_of(exc)
+    where = f"{type(api.api).__name__}.{hook}" if hook else type(api.api).__name__
+    if failure.hidden:
+        log.error("request %s failed in %s: %s", ", ".join(ids) or "(none waiting)", where,
+                  failure.hidden, exc_info=exc)
+    else:
+        log.error("request failed in %s: %s", where, exc, exc_info=exc)
+
+
+def _hook_of(exc: Exception) -> str:
+    """The user hook ``exc`` was raised in (the innermost ``Api.call`` it passed), or ""."""
+    hook, tb = "", exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is Api.call.__code__:
+            hook = tb.tb_frame.f_locals.get("hook", hook)
+        tb = tb.tb_next
+    return hook
+
+
+def _error_reply(spec: Any, job: Job, failure: Failure, request_id: str
+                 ) -> tuple[int, int, bytes, list[Any]]:
+    """(status, content-type code, header lines, body parts) of the error sent to ``job``:
+    a response, or the last line of a stream that already started."""
+    if spec is not None:
+        return _spec_error_reply(spec, job, failure, request_id)
+    if job.started:
+        body = (outputs.error_json(outputs.INTERNAL, request_id) if failure.hidden
+                else outputs.error_json(failure.detail))
+        return failure.status, P.CT_OTHER, b"", [body + b"\n"]
+    enc = (outputs.internal_error(request_id) if failure.hidden
+           else outputs.error(failure.status, failure.detail, failure.headers))
+    return enc.status, enc.ctype, enc.meta, enc.parts
+
+
+def _spec_error_reply(spec: Any, job: Job, failure: Failure, request_id: str
+                      ) -> tuple[int, int, bytes, list[Any]]:
+    """The same in the spec's error shape; a hidden one says its request id in the message."""
+    status, detail, headers = failure.status, failure.detail, failure.headers
+    if failure.hidden:
+        detail = f"{outputs.INTERNAL} (request id: {request_id})"
+        headers = [("x-request-id", request_id)]
+    if job.started:
+        return status, P.CT_OTHER, b"", [spec.error_chunk(job.state, status, detail)]
+    return status, P.CT_JSON, outputs.header_lines(headers), [spec.error_body(status, detail)]
+
+
+def _validation_errors(exc: ValidationError) -> Any:
+    return exc.errors(include_url=False, include_context=False, include_input=False)

@@ -157,19 +157,36 @@ def test_pydantic_request_validated_in_the_front(tmp_path: Path):
 @pytest.mark.parametrize(("where", "status", "detail"), [
     ("decode", 418, "I am a teapot"),
     ("http", 409, {"reason": "conflict"}),
-    ("predict", 500, "RuntimeError: model exploded"),
 ])
-def test_hook_errors(where, status, detail, raises_server):
+def test_http_exceptions_are_sent_as_given(where, status, detail, raises_server):
     r = raises_server.post(json={"where": where})
     assert r.status_code == status
-    assert r.json()["detail"] == detail
+    assert r.json() == {"detail": detail}
     assert raises_server.post(json={"where": "nowhere"}).json() == {"ok": True}
 
 
-def test_unserialisable_output_is_500_that_says_why(raises_server):
-    r = raises_server.post(json={"where": "encode"})
+def _bare_500(r) -> str:
+    """The request id of our bare 500 (its detail says nothing of the exception)."""
     assert r.status_code == 500
-    assert "cannot be sent as JSON" in r.json()["detail"]
+    body = r.json()
+    assert body == {"detail": "Internal Server Error", "request_id": r.headers["x-request-id"]}
+    return body["request_id"]
+
+
+def test_other_exceptions_are_a_bare_500_and_their_text_is_logged(raises_server):
+    r = raises_server.post(json={"where": "predict"})
+    request_id = _bare_500(r)
+    assert "exploded" not in r.text
+    line = f"request {request_id} failed in Raises.predict: RuntimeError: model exploded"
+    wait_for(lambda: line in raises_server.output, 10, f"the log line {line!r}")
+    assert raises_server.post(json={"where": "nowhere"}).json() == {"ok": True}
+
+
+def test_unserialisable_output_is_500_whose_log_says_why(raises_server):
+    request_id = _bare_500(raises_server.post(json={"where": "encode"}))
+    wait_for(lambda: request_id in raises_server.output, 10, "the failure logged")
+    after = raises_server.output.split(request_id, 1)[1]
+    assert "cannot be sent as JSON" in after.split("Traceback", 1)[0]
     assert raises_server.post(json={"where": "nowhere"}).json() == {"ok": True}
 
 

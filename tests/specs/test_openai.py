@@ -194,7 +194,7 @@ def test_exception_mid_stream_ends_with_error_event(chat: SpecServer) -> None:
     stream = client(chat).chat.completions.create(model="m", messages=user("fail-mid a b c"),
                                                    stream=True)
     got = []
-    with pytest.raises(openai.APIError, match="failed in the middle of the stream"):
+    with pytest.raises(openai.APIError, match=r"^Internal Server Error \(request id: \w{32}\)$"):
         for chunk in stream:
             got.append(chunk.choices[0].delta.content)
     assert got == ["fail-mid", " a"]
@@ -210,9 +210,11 @@ def test_http_exception_before_first_token(chat: SpecServer, stream: bool) -> No
 
 
 def test_crash_before_first_token_is_a_500(chat: SpecServer) -> None:
-    with pytest.raises(openai.InternalServerError, match="crashed before the first token"):
+    with pytest.raises(openai.InternalServerError, match=r"Internal Server Error \(request id"
+                       ) as info:
         client(chat).chat.completions.create(model="m", messages=user("crash-start"),
                                              stream=True)
+    assert "crashed" not in str(info.value)  # the exception's text is in the server log only
     # and the server keeps serving
     out = client(chat).chat.completions.create(model="m", messages=user("still here"))
     assert out.choices[0].message.content == "still here"

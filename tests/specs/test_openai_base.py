@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
+from server.harness import wait_for  # tests/ is on sys.path (pytest rootdir-less packages)
 
 from litserve.specs.openai_base import error_document
 from litserve.specs.openai_types import ErrorResponse
@@ -106,16 +108,31 @@ def test_hook_raising_http_exception(chat: SpecServer) -> None:
     assert err["message"] == "the model refuses 'fail-start'"
 
 
-def test_hook_crashing(chat: SpecServer) -> None:
-    err = error_of(httpx.post(chat.url + CHAT, json={"messages": messages("crash-start")}), 500)
+def internal(err: dict[str, Any], server: SpecServer, *logged: str) -> str:
+    """Check a 500 says only its request id, and the server logged ``logged`` for that id."""
     assert (err["type"], err["code"]) == ("server_error", "internal_error")
-    assert "RuntimeError: the model crashed" in err["message"]
+    m = re.fullmatch(r"Internal Server Error \(request id: ([0-9a-f]{32})\)", err["message"])
+    assert m, err["message"]
+
+    def record() -> str:
+        out = server.output
+        return out[out.find(m.group(1)):] if m.group(1) in out else ""
+    found = wait_for(record, 10, f"a log record for request {m.group(1)}")
+    for text in logged:
+        assert text in found
+    return m.group(1)
+
+
+def test_hook_crashing(chat: SpecServer) -> None:
+    r = httpx.post(chat.url + CHAT, json={"messages": messages("crash-start")})
+    request_id = internal(error_of(r, 500), chat, "RuntimeError: the model crashed")
+    assert r.headers["x-request-id"] == request_id and "crashed" not in r.text
 
 
 def test_embedding_count_mismatch(servers: Any) -> None:
-    url = servers("embeddings").url + EMBED
-    err = error_of(httpx.post(url, json={"input": "wrong-count"}), 500)
-    assert "2 embeddings for 1 inputs" in err["message"]
+    server = servers("embeddings")
+    r = httpx.post(server.url + EMBED, json={"input": "wrong-count"})
+    internal(error_of(r, 500), server, "2 embeddings for 1 inputs")
 
 
 def test_error_mid_stream_is_the_last_event(chat: SpecServer) -> None:
@@ -129,8 +146,7 @@ def test_error_mid_stream_is_the_last_event(chat: SpecServer) -> None:
     assert '"error":' not in "".join(events[:2])
     last = httpx.Response(200, content=events[-2][len("data: "):]).json()
     ErrorResponse.model_validate(last)
-    assert last["error"]["code"] == "internal_error"
-    assert "failed in the middle" in last["error"]["message"]
+    internal(last["error"], chat, "failed in the middle")
 
 
 # -- the error document itself -----------------------------------------------------------------
