@@ -4,8 +4,8 @@
  * Atomics on aligned 64-bit words inside any buffer (an mmap of a shared-memory
  * segment), the claim-and-copy steps of the ring (ring.py documents its layout and
  * passes the offsets in), a gather-copy that releases the GIL for large copies, and
- * the two page-table steps of a request's private mapping (map_private, privatize;
- * segment.py PrivateMapping says when each runs).
+ * the two page-table steps of a request's own mapping of its bytes (map_file,
+ * privatize; segment.py Loan says when each runs).
  * All policy (layouts, sizes, waiting, names) lives in Python; these functions only
  * check arguments, bounds and alignment, and raise TypeError / ValueError /
  * OverflowError naming the bad value on misuse, OSError (with errno) when the
@@ -436,9 +436,9 @@ done:
     return result;
 }
 
-/* ---- private mappings ------------------------------------------------------------
- * A request's bytes are handed to the user's hooks through a copy-on-write mapping of
- * the front's arena that belongs to that request alone.  Python reserves the address
+/* ---- a request's own mapping --------------------------------------------------------
+ * A request's bytes are handed to the user's hooks through a mapping of the front's
+ * arena that belongs to that request alone.  Python reserves the address
  * range as an anonymous mmap.mmap (which owns it: it munmaps the range when closed or
  * freed, whatever lies there by then) and these functions only change what the range
  * maps.  The buffer must be page-aligned and a whole number of pages, as an mmap.mmap
@@ -489,18 +489,21 @@ os_error(int err, const char *what, Py_ssize_t len)
     return NULL;
 }
 
-/* map_private(buf, fd, offset) -> None
- * Replace buf's pages (MAP_FIXED) by a copy-on-write mapping (MAP_PRIVATE,
- * PROT_READ | PROT_WRITE) of bytes [offset, offset + len(buf)) of the file fd.  Reads
- * see the file's pages until this process writes one; a write copies that page into
- * this process first, so it never reaches the file.  offset must be page-aligned. */
+/* map_file(buf, fd, offset, private) -> None
+ * Replace buf's pages (MAP_FIXED) by a mapping, PROT_READ | PROT_WRITE, of bytes
+ * [offset, offset + len(buf)) of the file fd: MAP_SHARED, or MAP_PRIVATE when private
+ * is true (copy-on-write: a page this process writes is copied into it first and the
+ * write never reaches the file).  offset must be page-aligned. */
 static PyObject *
-shm_map_private(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+shm_map_file(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_ssize_t fd, off;
     Py_buffer view;
-    if (check_nargs("map_private", nargs, 3) < 0 || arg_ssize(args[1], "fd", &fd) < 0
+    if (check_nargs("map_file", nargs, 4) < 0 || arg_ssize(args[1], "fd", &fd) < 0
         || arg_ssize(args[2], "offset", &off) < 0)
+        return NULL;
+    int private = PyObject_IsTrue(args[3]);
+    if (private < 0)
         return NULL;
     if (fd < 0 || fd > INT_MAX) {
         PyErr_Format(PyExc_ValueError, "fd=%zd is not an open file descriptor", fd);
@@ -511,18 +514,19 @@ shm_map_private(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                      off, page_size());
         return NULL;
     }
-    if (page_buffer(args[0], "map_private", &view) < 0)
+    if (page_buffer(args[0], "map_file", &view) < 0)
         return NULL;
     void *got;
+    int flags = (private ? MAP_PRIVATE : MAP_SHARED) | MAP_FIXED;
     Py_BEGIN_ALLOW_THREADS
-    got = mmap(view.buf, (size_t)view.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-               (int)fd, (off_t)off);
+    got = mmap(view.buf, (size_t)view.len, PROT_READ | PROT_WRITE, flags, (int)fd, (off_t)off);
     Py_END_ALLOW_THREADS
     int err = errno;
     Py_ssize_t len = view.len;
     PyBuffer_Release(&view);
     if (got == MAP_FAILED)
-        return os_error(err, "map_private: mmap(MAP_PRIVATE | MAP_FIXED)", len);
+        return os_error(err, private ? "map_file: mmap(MAP_PRIVATE | MAP_FIXED)"
+                                     : "map_file: mmap(MAP_SHARED | MAP_FIXED)", len);
     Py_RETURN_NONE;
 }
 
@@ -549,6 +553,11 @@ shm_privatize(PyObject *self, PyObject *arg)
         failed = "privatize: mmap of the copy";
         err = errno;
     } else {
+#ifdef MADV_HUGEPAGE
+        /* Faulting in thousands of 4 KiB pages costs more than the copy itself; huge
+         * pages, where the system allows them, cut that to a few faults. */
+        madvise(copy, len, MADV_HUGEPAGE);
+#endif
         memcpy(copy, view.buf, len);
 #if defined(__linux__) && !defined(LITSERVE_NO_MREMAP)  /* (the macro tests the fallback) */
         if (mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, view.buf) == MAP_FAILED) {
@@ -619,8 +628,8 @@ static PyMethodDef methods[] = {
                     "spin without the GIL until the next cell looks ready"),
     FAST(gather_copy, "gather_copy(dst, offset, sources) -> bytes copied; "
                       "copies of 64 KiB or more run without the GIL"),
-    FAST(map_private, "map_private(buf, fd, offset): map bytes [offset, offset + len(buf)) "
-                      "of fd copy-on-write over buf's pages (page-aligned, whole pages)"),
+    FAST(map_file, "map_file(buf, fd, offset, private): map bytes [offset, offset + len(buf)) "
+                   "of fd over buf's pages (page-aligned, whole pages); MAP_PRIVATE if private"),
     {"privatize", shm_privatize, METH_O,
      "privatize(buf): replace buf's pages by a private copy of their bytes, same address"},
     {NULL, NULL, 0, NULL},

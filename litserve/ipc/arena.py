@@ -19,7 +19,7 @@ import threading
 
 from . import timeouts
 from .errors import ArenaFull, InvalidFree, PayloadTooLarge
-from .segment import PrivateMapping, Segment
+from .segment import Loan, Segment
 
 ALIGN = 64
 
@@ -141,10 +141,10 @@ class Arena:
             )
         return self.buf[offset : offset + nbytes]
 
-    def private(self, offset: int, nbytes: int) -> PrivateMapping:
-        """[offset, offset + nbytes) mapped copy-on-write for this process alone (attach
-        with ``keep_fd=True``); see ``segment.PrivateMapping``."""
-        return self._seg.private(offset, nbytes)
+    def loan(self, offset: int, nbytes: int) -> Loan:
+        """[offset, offset + nbytes) in a mapping of its own, until settled (attach with
+        ``keep_fd=True``); see ``segment.Loan``."""
+        return self._seg.loan(offset, nbytes)
 
     def close(self) -> None:
         self._seg.close()

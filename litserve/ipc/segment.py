@@ -1,4 +1,4 @@
-"""Named shared-memory segments (posix_ipc + mmap), and private mappings of their bytes."""
+"""Named shared-memory segments (posix_ipc + mmap), and loans of their bytes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import posix_ipc
 
-from ._shm import map_private, privatize
+from ._shm import map_file, privatize
 from .errors import SegmentExists, SegmentNotFound
 
 PAGE = mmap.PAGESIZE
@@ -20,7 +20,7 @@ class Segment:
     ``buf`` is a writable memoryview over the whole mapping.  The creator owns the
     name and calls ``unlink``; every process that mapped it calls ``close``.  With
     ``keep_fd`` the segment's file descriptor stays open until ``close``, so that
-    ``private`` can map ranges of it.
+    ``loan`` can map ranges of it.
     """
 
     def __init__(self, name: str, size: int | None = None, *, create: bool = False,
@@ -57,15 +57,15 @@ class Segment:
         self.size = len(self._mmap)
         self.buf = memoryview(self._mmap)
 
-    def private(self, offset: int, nbytes: int) -> PrivateMapping:
-        """Bytes [offset, offset + nbytes) mapped copy-on-write for this process alone."""
+    def loan(self, offset: int, nbytes: int, *, copy_on_write: bool = False) -> Loan:
+        """Bytes [offset, offset + nbytes) in a mapping of their own; see ``Loan``."""
         if self._shm.fd < 0:
             raise ValueError(f"segment {self.name!r} was attached without keep_fd=True "
-                             "(or is closed): private() needs its file descriptor")
+                             "(or is closed): loan() needs its file descriptor")
         if offset < 0 or nbytes <= 0 or offset + nbytes > self.size:
             raise ValueError(f"segment {self.name!r}: range [{offset}, {offset + nbytes}) "
                              f"is empty or outside its {self.size} bytes")
-        return PrivateMapping(self._shm.fd, offset, nbytes)
+        return Loan(self._shm.fd, offset, nbytes, copy_on_write)
 
     def close(self) -> None:
         """Unmap.  Views handed out earlier must be dropped first."""
@@ -92,35 +92,37 @@ class Segment:
 
 
 @dataclass
-class MappingStats:
-    """What ``PrivateMapping.settle`` did in this process (tests and benchmarks read it)."""
+class LoanStats:
+    """What ``Loan.settle`` did in this process (tests and benchmarks read it)."""
 
-    mapped: int = 0  # private mappings made
-    closed: int = 0  # settled with nothing kept: no copy
-    privatized: int = 0  # settled while a view was still held: copied once
-    privatized_bytes: int = 0
-
-
-stats = MappingStats()
+    loans: int = 0  # mappings made
+    returned: int = 0  # settled with nothing else holding them: unmapped, no copy
+    kept: int = 0  # settled while something still held them: copied once
+    kept_bytes: int = 0
 
 
-class PrivateMapping:
-    """Bytes of a segment mapped copy-on-write (``MAP_PRIVATE``) for one reader alone.
+stats = LoanStats()
 
-    ``view`` is a writable memoryview of exactly those bytes.  A write copies the page it
-    touches into this process first, so it never reaches the segment and no other
-    process sees it; a page not written shows the segment's bytes, so whoever owns them
-    must leave them unchanged until ``settle``.  The mapping covers whole pages (from the
-    page floor of the range to the page ceiling of its end); bytes of the neighbouring
-    pages' other owners lie outside ``view`` and are never written through it.
 
-    ``settle`` ends the loan: after it the segment's bytes may change.  It drops this
+class Loan:
+    """Bytes of a segment lent to this process in a mapping of their own, until ``settle``.
+
+    ``view`` is a writable memoryview of exactly those bytes, in a mapping of whole pages
+    (from the page floor of the range to the page ceiling of its end) made for this loan
+    alone.  Until ``settle`` the bytes are the borrower's: the segment's owner leaves
+    them alone, and what the borrower writes lands in them (``copy_on_write``: in pages
+    copied into this process instead, so no write ever reaches the segment; each page
+    written then costs a page fault and a copy).  Bytes of the neighbouring pages'
+    other owners lie outside ``view``.
+
+    ``settle`` ends the loan; after it the owner may reuse the bytes.  It drops this
     object's references to the mapping.  If nothing else referred to it, the mapping is
     gone (the common case, nothing copied).  If something still does (an array the user
     kept, a slice of it, a torch tensor over it, a traceback's frame), the mapping's pages
     are replaced by a private copy at the same address (``_shm.privatize``), so all of
-    them keep their bytes for good.  The copy is freed with the last of them: the ``mmap``
-    object unmaps its range when it is garbage.
+    them keep their bytes for good and no later write through them reaches the segment.
+    The copy is freed with the last of them: the ``mmap`` object unmaps its range when
+    it is garbage.
 
     Every such holder refers to the ``mmap`` object itself (a NumPy array made over a
     memoryview takes the view's underlying object as its base and holds no buffer
@@ -130,7 +132,7 @@ class PrivateMapping:
 
     __slots__ = ("_map", "view", "nbytes")
 
-    def __init__(self, fd: int, offset: int, nbytes: int) -> None:
+    def __init__(self, fd: int, offset: int, nbytes: int, copy_on_write: bool = False) -> None:
         start = offset - offset % PAGE
         end = -(-(offset + nbytes) // PAGE) * PAGE
         # An anonymous mmap reserves (and owns) the address range; the file's pages are
@@ -139,14 +141,14 @@ class PrivateMapping:
         # segment kept alive by it.)
         m = mmap.mmap(-1, end - start, flags=mmap.MAP_PRIVATE)
         try:
-            map_private(m, fd, start)
+            map_file(m, fd, start, copy_on_write)
         except BaseException:
             m.close()
             raise
         self._map: mmap.mmap | None = m
         self.view: memoryview | None = memoryview(m)[offset - start : offset - start + nbytes]
         self.nbytes = end - start  # whole pages
-        stats.mapped += 1
+        stats.loans += 1
 
     def settle(self) -> bool:
         """True: nothing else referred to the mapping, it is gone; False: something does,
@@ -157,11 +159,11 @@ class PrivateMapping:
         self._map = self.view = None
         held = ref()
         if held is None:
-            stats.closed += 1
+            stats.returned += 1
             return True
         privatize(held)
-        stats.privatized += 1
-        stats.privatized_bytes += self.nbytes
+        stats.kept += 1
+        stats.kept_bytes += self.nbytes
         return False
 
 

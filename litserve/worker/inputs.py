@@ -1,13 +1,15 @@
 """Turn a claimed request record into what ``decode_request`` receives.
 
 Inputs are the user's: the bytes of a body that yields views (a tensor, a ``.npy``, a
-bundle, a form) belong to this request alone and never change afterwards, even when the
-API keeps them past its response, and a write into them never reaches bytes another
-request owns.  A small body is copied (cheaper than a mapping); a large one is mapped
-copy-on-write from the front's arena (``ipc.segment.PrivateMapping``), which the runner
-settles before it posts the request's last record, since the front reuses the block as
-soon as it sees that record.  Bodies that are parsed into fresh objects (JSON, pydantic,
-specs) are read straight from the shared mapping.
+bundle, a form) are this request's alone and never change afterwards, even when the API
+keeps them past its response, and a write into them never reaches bytes another request
+owns.  A small body is copied (cheaper than a mapping).  A large one is lent: its block
+of the front's arena, which no one else touches while the request runs, is mapped on its
+own for this request (``ipc.segment.Loan``), and the runner settles the loan before it
+posts the request's last record, since the front reuses the block as soon as it sees
+that record: the mapping is dropped, or, if the user still holds any of it, given a
+private copy in place.  Bodies parsed into fresh objects (JSON, pydantic, specs) are
+read straight from the worker's shared mapping of the arena.
 """
 
 from __future__ import annotations
@@ -21,18 +23,18 @@ import orjson
 from .. import protocol as P
 from .. import wire
 from ..ipc.arena import Arena
-from ..ipc.segment import PrivateMapping
+from ..ipc.segment import Loan
 from .forms import parse_form
 
 VIEW_KINDS = frozenset({P.OCTET, P.NPY, P.BUNDLE, P.FORM})  # decoded as views of the body
 # Bodies of a view kind below this size are copied: a copy of 64 KiB costs about 1 us,
-# a private mapping about 15 us (map, page faults, unmap; docs/architecture.md).
+# a mapping of its own about 15 us (map, page faults, unmap; docs/architecture.md).
 COPY_BELOW = 64 << 10
 
 
 def payload(rec: P.RequestRecord, arena: Arena | None
-            ) -> tuple[dict[str, Any], Any, PrivateMapping | None]:
-    """(meta dict, body buffer, the body's private mapping to settle or None)."""
+            ) -> tuple[dict[str, Any], Any, Loan | None]:
+    """(meta dict, body buffer, the body's loan to settle, or None)."""
     if rec.block == P.NO_BLOCK:
         raw: Any = memoryview(rec.inline)
         body = raw[rec.meta_len : rec.meta_len + rec.data_len]
@@ -46,8 +48,8 @@ def payload(rec: P.RequestRecord, arena: Arena | None
         return meta, arena.buf[start : start + rec.data_len], None
     if rec.data_len < COPY_BELOW:
         return meta, bytearray(arena.buf[start : start + rec.data_len]), None
-    mapping = arena.private(start, rec.data_len)
-    return meta, mapping.view, mapping
+    loan = arena.loan(start, rec.data_len)
+    return meta, loan.view, loan
 
 
 def _meta(raw: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ..batching import BatchBuffers, stack
 from ..config import Plan, RouteOptions
 from ..ipc import PayloadTooLarge, Ring, RingEmpty
 from ..ipc.errors import IPCError
-from ..ipc.segment import PrivateMapping
+from ..ipc.segment import Loan
 from . import inputs, outputs
 from .forms import FormError
 from .links import FrontLink, OutArena
@@ -33,7 +33,7 @@ class Job:
     request: Any = None
     raw: Any = None  # what decode_request received (the spec's request model)
     output: Any = None  # predict's output for this request, then encode_response's
-    mapping: PrivateMapping | None = None  # the body's private mapping, until let go
+    loan: Loan | None = None  # the body's own mapping, until let go (inputs.payload)
     state: Any = None  # the spec's framing state
     started: bool = field(default=False)  # stream: first chunk sent
     done: bool = field(default=False)
@@ -203,7 +203,7 @@ class Runner:
     def _decode(self, api: Api, job: Job) -> bool:
         try:
             arena = job.link.arena if job.rec.block != P.NO_BLOCK else None
-            meta, body, job.mapping = inputs.payload(job.rec, arena)
+            meta, body, job.loan = inputs.payload(job.rec, arena)
             job.context.update(meta.get("context", {}))
             if job.rec.kind == P.SPEC:
                 raw = api.spec.parse(bytes(body))
@@ -219,8 +219,8 @@ class Runner:
 
     # What the hooks return is kept on the Job (job.output), never in a local of these
     # methods, and the batch lives only in _predict_batch: when a request's RESULT is
-    # posted, nothing of the worker's still refers to its inputs, so their private
-    # mapping goes away without a copy unless the user kept them (see _let_go).
+    # posted, nothing of the worker's still refers to its inputs, so their loan ends
+    # without a copy unless the user kept them (see _let_go).
     def _unary(self, api: Api, jobs: list[Job]) -> None:
         if api.opts.max_batch_size == 1:
             job = jobs[0]
@@ -415,16 +415,16 @@ class Runner:
 
     @staticmethod
     def _let_go(job: Job) -> None:
-        """Drop the worker's references to the job's inputs and settle their private
-        mapping: gone if nothing else holds it, else a private copy for whoever does."""
+        """Drop the worker's references to the job's inputs and settle their loan: the
+        mapping is gone if nothing else holds it, else a private copy for whoever does."""
         job.request = job.raw = job.output = None
-        mapping, job.mapping = job.mapping, None
-        if mapping is None:
+        loan, job.loan = job.loan, None
+        if loan is None:
             return
         try:
-            if not mapping.settle():
+            if not loan.settle():
                 log.debug("request %d kept its inputs: %d bytes copied", job.rec.seq,
-                          mapping.nbytes)
+                          loan.nbytes)
         except OSError as exc:
             log.critical("cannot give kept inputs a private copy (%s); the worker exits "
                          "so that the front's reused arena block cannot show through", exc)

@@ -5,10 +5,10 @@ A 16 MiB float32 ``application/octet-stream`` body goes to ``predict``, which re
 as it is, asked back as ``application/octet-stream``:
 
 * to predict: 0 copies -- the array predict gets lies in a mapping of the front's arena
-  segment (its private, copy-on-write mapping), unbatched and as a batch of one;
+  segment (the request's own mapping of its block), unbatched and as a batch of one;
 * back: the worker allocates no buffer of the tensor's size between predict and the
-  single gather into its out-arena (tracemalloc), and the request's mapping goes away
-  without a copy (nothing kept it).
+  single gather into its out-arena (tracemalloc), and the request's loan ends without a
+  copy (nothing kept it).
 """
 
 from __future__ import annotations
@@ -52,5 +52,4 @@ def test_a_large_tensor_reaches_predict_and_returns_without_a_user_space_copy(ba
             assert after["allocated_since_last_predict"] < SLACK, (
                 f"the way back allocated {after['allocated_since_last_predict']} bytes")
             stats = {k: after["stats"][k] - before["stats"][k] for k in before["stats"]}
-            assert stats == {"mapped": 1, "closed": 1, "privatized": 0,
-                             "privatized_bytes": 0}
+            assert stats == {"loans": 1, "returned": 1, "kept": 0, "kept_bytes": 0}

@@ -21,7 +21,7 @@ from .harness import Server, pids_mapping, serve, wait_for
 
 OCTET = {"content-type": "application/octet-stream", "x-tensor-dtype": "float32"}
 MIB = 1 << 18  # float32 items in 1 MiB
-# a mapped body (1 MiB), a copied one (16 KiB, under inputs.COPY_BELOW), an inline one
+# a lent body (1 MiB), a copied one (16 KiB, under inputs.COPY_BELOW), an inline one
 SIZES = [MIB, 4096, 8]
 
 
@@ -68,11 +68,11 @@ def test_kept_tensors_never_change(keeper, n):
     reqs = [{"content": octet(v, n), "headers": OCTET} for v in range(1, 8)]
     after, before = check_kept(keeper, reqs, [float(n * v) for v in range(1, 8)])
     if n == MIB:  # the three kept were copied once each; the four others not at all
-        assert after["privatized"] - before["privatized"] == 3
-        assert after["closed"] - before["closed"] == 4
-        assert after["mapped"] - before["mapped"] == 7
-    else:  # small bodies are copied when decoded and never mapped
-        assert after["mapped"] == before["mapped"]
+        assert after["kept"] - before["kept"] == 3
+        assert after["returned"] - before["returned"] == 4
+        assert after["loans"] - before["loans"] == 7
+    else:  # small bodies are copied when decoded and never lent
+        assert after["loans"] == before["loans"]
 
 
 def npy(value: int) -> bytes:
@@ -95,7 +95,7 @@ def test_kept_bundles_never_change(keeper):
     check_kept(keeper, reqs, [256.0 * 1024 * v + MIB // 2 * 10 * v for v in range(1, 7)])
 
 
-@pytest.mark.parametrize("size", [300_000, 1000])  # mapped / copied
+@pytest.mark.parametrize("size", [300_000, 1000])  # lent / copied
 def test_kept_form_files_never_change(keeper, size):
     reqs = [{"data": {"name": f"n{v}"}, "files": {"f": ("f.bin", bytes([v]) * size)}}
             for v in range(1, 7)]
@@ -158,7 +158,7 @@ def test_keeping_and_dropping_inputs_leaves_the_worker_bounded(keeper):
     rounds(400)
     end = op(keeper, op="reset", policy="odd")
     assert end["pid"] == base["pid"]
-    assert end["stats"]["privatized"] - base["stats"]["privatized"] == 200
+    assert end["stats"]["kept"] - base["stats"]["kept"] == 200
     assert end["maps"] <= base["maps"] + 8, "private mappings were left behind"
     assert end["rss"] <= base["rss"] + (16 << 20), "kept copies were not freed"
 
