@@ -7,6 +7,7 @@ that still showed that block would show the next request's bytes."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -178,3 +179,26 @@ def test_kept_inputs_outlive_their_front():
         assert a["kept"] == [MIB * 1.0, MIB * 2.0, MIB * 3.0]
         report = op(server, op="report")
         assert report["pid"] == worker and report["kept"] == a["kept"]
+
+
+def test_streams_let_their_inputs_go_at_the_end_and_kept_ones_stay():
+    """Chunks go out while the input is lent; at END nothing of the worker holds it: no
+    copy unless the API kept it, and then the kept input never changes."""
+    def stream(server: Server, **kwargs: Any) -> list[Any]:
+        r = server.post(**kwargs)
+        assert r.status_code == 200, r.text
+        return [json.loads(line) for line in r.text.splitlines()]
+
+    with serve("kept:StreamKeeper", stream=True, max_payload_size=32 << 20) as server:
+        [before] = stream(server, json={"keep": 0})
+        for v in (1, 2):
+            parts = stream(server, content=octet(v), headers=OCTET)
+            assert sum(parts) == v * MIB and len(parts) == 3
+        [after] = stream(server, json={"keep": 1})
+        assert after["stats"]["kept"] == before["stats"]["kept"]  # no copy at all
+        assert after["stats"]["returned"] - before["stats"]["returned"] == 2
+        for v in (3, 4, 5):  # 3 is kept, 4 and 5 reuse its block
+            assert sum(stream(server, content=octet(v), headers=OCTET)) == v * MIB
+        [report] = stream(server, json={})
+        assert report["kept"] == [3.0 * MIB]
+        assert report["stats"]["kept"] - after["stats"]["kept"] == 1
