@@ -70,7 +70,7 @@ class Segment:
     def close(self) -> None:
         """Unmap.  Views handed out earlier must be dropped first."""
         if self._shm.fd >= 0:
-            self._shm.close_fd()  # private mappings made from it stay valid
+            self._shm.close_fd()  # loans made from it stay valid
         if self._mmap.closed:
             return
         try:
