@@ -3,10 +3,13 @@
  *
  * Atomics on aligned 64-bit words inside any buffer (an mmap of a shared-memory
  * segment), the claim-and-copy steps of the ring (ring.py documents its layout and
- * passes the offsets in), and a gather-copy that releases the GIL for large copies.
+ * passes the offsets in), a gather-copy that releases the GIL for large copies, and
+ * the two page-table steps of a request's own mapping of its bytes (map_file,
+ * privatize; segment.py Loan says when each runs).
  * All policy (layouts, sizes, waiting, names) lives in Python; these functions only
  * check arguments, bounds and alignment, and raise TypeError / ValueError /
- * OverflowError naming the bad value on misuse.
+ * OverflowError naming the bad value on misuse, OSError (with errno) when the
+ * kernel refuses.
  *
  * Memory ordering (GCC __atomic builtins):
  *   load64      __ATOMIC_ACQUIRE  -- later reads see what the storer wrote before
@@ -25,9 +28,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
@@ -431,6 +436,153 @@ done:
     return result;
 }
 
+/* ---- a request's own mapping --------------------------------------------------------
+ * A request's bytes are handed to the user's hooks through a mapping of the front's
+ * arena that belongs to that request alone.  Python reserves the address
+ * range as an anonymous mmap.mmap (which owns it: it munmaps the range when closed or
+ * freed, whatever lies there by then) and these functions only change what the range
+ * maps.  The buffer must be page-aligned and a whole number of pages, as an mmap.mmap
+ * of that length is.  mmap, mremap and munmap never fail with EINTR, so nothing here
+ * retries. */
+
+static long
+page_size(void)
+{
+    static long size = 0;
+    if (size == 0)
+        size = sysconf(_SC_PAGESIZE);
+    return size;
+}
+
+/* Acquire a writable buffer that covers whole pages. */
+static int
+page_buffer(PyObject *obj, const char *fname, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE) < 0)
+        return -1;
+    long page = page_size();
+    if (view->len <= 0 || view->len % page != 0 || (uintptr_t)view->buf % (uintptr_t)page) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s() needs a page-aligned buffer of whole %ld-byte pages "
+                     "(an mmap.mmap of such a length), not %zd bytes at %p",
+                     fname, page, view->len, view->buf);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* OSError(errno, "<what>: <strerror>") */
+static PyObject *
+os_error(int err, const char *what, Py_ssize_t len)
+{
+    PyObject *msg = PyUnicode_FromFormat("%s of %zd bytes failed: %s", what, len,
+                                         strerror(err));
+    if (msg != NULL) {
+        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", err, msg);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        Py_DECREF(msg);
+    }
+    return NULL;
+}
+
+/* map_file(buf, fd, offset, private) -> None
+ * Replace buf's pages (MAP_FIXED) by a mapping, PROT_READ | PROT_WRITE, of bytes
+ * [offset, offset + len(buf)) of the file fd: MAP_SHARED, or MAP_PRIVATE when private
+ * is true (copy-on-write: a page this process writes is copied into it first and the
+ * write never reaches the file).  offset must be page-aligned. */
+static PyObject *
+shm_map_file(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t fd, off;
+    Py_buffer view;
+    if (check_nargs("map_file", nargs, 4) < 0 || arg_ssize(args[1], "fd", &fd) < 0
+        || arg_ssize(args[2], "offset", &off) < 0)
+        return NULL;
+    int private = PyObject_IsTrue(args[3]);
+    if (private < 0)
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "fd=%zd is not an open file descriptor", fd);
+        return NULL;
+    }
+    if (off < 0 || off % page_size() != 0) {
+        PyErr_Format(PyExc_ValueError, "offset=%zd must be a multiple of the page size %ld",
+                     off, page_size());
+        return NULL;
+    }
+    if (page_buffer(args[0], "map_file", &view) < 0)
+        return NULL;
+    void *got;
+    int flags = (private ? MAP_PRIVATE : MAP_SHARED) | MAP_FIXED;
+    Py_BEGIN_ALLOW_THREADS
+    got = mmap(view.buf, (size_t)view.len, PROT_READ | PROT_WRITE, flags, (int)fd, (off_t)off);
+    Py_END_ALLOW_THREADS
+    int err = errno;
+    Py_ssize_t len = view.len;
+    PyBuffer_Release(&view);
+    if (got == MAP_FAILED)
+        return os_error(err, private ? "map_file: mmap(MAP_PRIVATE | MAP_FIXED)"
+                                     : "map_file: mmap(MAP_SHARED | MAP_FIXED)", len);
+    Py_RETURN_NONE;
+}
+
+/* privatize(buf) -> None
+ * Replace buf's pages by a private anonymous copy of what they hold now, at the same
+ * address, so every pointer into buf keeps its bytes and no longer sees the file it
+ * mapped.  Linux: copy into fresh anonymous pages, then mremap(MREMAP_FIXED) moves them
+ * over buf in one step (a reader never sees anything but the bytes).  Elsewhere: copy
+ * out, map fresh anonymous pages over buf (MAP_FIXED), copy back; a thread reading buf
+ * meanwhile could see zeros.  Either way a write into buf by another thread while the
+ * copy runs may be lost.  The copy runs without the GIL. */
+static PyObject *
+shm_privatize(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (page_buffer(arg, "privatize", &view) < 0)
+        return NULL;
+    size_t len = (size_t)view.len;
+    const char *failed = NULL;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    void *copy = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED) {
+        failed = "privatize: mmap of the copy";
+        err = errno;
+    } else {
+#ifdef MADV_HUGEPAGE
+        /* Faulting in thousands of 4 KiB pages costs more than the copy itself; huge
+         * pages, where the system allows them, cut that to a few faults. */
+        madvise(copy, len, MADV_HUGEPAGE);
+#endif
+        memcpy(copy, view.buf, len);
+#if defined(__linux__) && !defined(LITSERVE_NO_MREMAP)  /* (the macro tests the fallback) */
+        if (mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, view.buf) == MAP_FAILED) {
+            failed = "privatize: mremap(MREMAP_FIXED) of the copy over the mapping";
+            err = errno;
+            munmap(copy, len);
+        }
+#else
+        if (mmap(view.buf, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                 -1, 0) == MAP_FAILED) {
+            failed = "privatize: mmap(MAP_FIXED) of fresh pages over the mapping";
+            err = errno;
+        } else {
+            memcpy(view.buf, copy, len);
+        }
+        munmap(copy, len);
+#endif
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (failed != NULL)
+        return os_error(err, failed, (Py_ssize_t)len);
+    Py_RETURN_NONE;
+}
+
 /* ---- processes ------------------------------------------------------------- */
 
 /* set_parent_death_signal(sig) -> parent pid at the time of the call.
@@ -476,6 +628,10 @@ static PyMethodDef methods[] = {
                     "spin without the GIL until the next cell looks ready"),
     FAST(gather_copy, "gather_copy(dst, offset, sources) -> bytes copied; "
                       "copies of 64 KiB or more run without the GIL"),
+    FAST(map_file, "map_file(buf, fd, offset, private): map bytes [offset, offset + len(buf)) "
+                   "of fd over buf's pages (page-aligned, whole pages); MAP_PRIVATE if private"),
+    {"privatize", shm_privatize, METH_O,
+     "privatize(buf): replace buf's pages by a private copy of their bytes, same address"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,7 +19,7 @@ import threading
 
 from . import timeouts
 from .errors import ArenaFull, InvalidFree, PayloadTooLarge
-from .segment import Segment
+from .segment import Loan, Segment
 
 ALIGN = 64
 
@@ -31,11 +31,13 @@ def block_size(nbytes: int) -> int:
 class Arena:
     """An arena segment.  Create it in the owner; ``attach`` elsewhere to read."""
 
-    def __init__(self, name: str, size: int = 0, *, create: bool = False) -> None:
+    def __init__(self, name: str, size: int = 0, *, create: bool = False,
+                 keep_fd: bool = False) -> None:
         self.name = name
         if create and (not isinstance(size, int) or size < ALIGN):
             raise ValueError(f"arena {name!r}: size={size!r} must be an int >= {ALIGN}")
-        self._seg = Segment(name, block_size(size) if create else None, create=create)
+        self._seg = Segment(name, block_size(size) if create else None, create=create,
+                            keep_fd=keep_fd)
         self.buf = self._seg.buf
         self.size = self._seg.size
         self.owner = create
@@ -164,6 +166,11 @@ class Arena:
                 f"its {self.size} bytes"
             )
         return self.buf[offset : offset + nbytes]
+
+    def loan(self, offset: int, nbytes: int) -> Loan:
+        """[offset, offset + nbytes) in a mapping of its own, until settled (attach with
+        ``keep_fd=True``); see ``segment.Loan``."""
+        return self._seg.loan(offset, nbytes)
 
     def close(self) -> None:
         self._seg.close()

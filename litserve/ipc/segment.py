@@ -1,22 +1,30 @@
-"""Named shared-memory segments (posix_ipc + mmap)."""
+"""Named shared-memory segments (posix_ipc + mmap), and loans of their bytes."""
 
 from __future__ import annotations
 
 import mmap
+import weakref
+from dataclasses import dataclass
 
 import posix_ipc
 
+from ._shm import map_file, privatize
 from .errors import SegmentExists, SegmentNotFound
+
+PAGE = mmap.PAGESIZE
 
 
 class Segment:
     """A named, fixed-size shared-memory segment mapped into this process.
 
     ``buf`` is a writable memoryview over the whole mapping.  The creator owns the
-    name and calls ``unlink``; every process that mapped it calls ``close``.
+    name and calls ``unlink``; every process that mapped it calls ``close``.  With
+    ``keep_fd`` the segment's file descriptor stays open until ``close``, so that
+    ``loan`` can map ranges of it.
     """
 
-    def __init__(self, name: str, size: int | None = None, *, create: bool = False) -> None:
+    def __init__(self, name: str, size: int | None = None, *, create: bool = False,
+                 keep_fd: bool = False) -> None:
         self.name = name
         if create and (not isinstance(size, int) or size <= 0):
             raise ValueError(f"segment {name!r}: size={size!r} must be a positive int")
@@ -39,16 +47,30 @@ class Segment:
                 )
             self._mmap = mmap.mmap(shm.fd, shm.size)
         except BaseException:
+            shm.close_fd()
             if create:
                 unlink(name)
             raise
-        finally:
+        if not keep_fd:
             shm.close_fd()
+        self._shm = shm
         self.size = len(self._mmap)
         self.buf = memoryview(self._mmap)
 
+    def loan(self, offset: int, nbytes: int, *, copy_on_write: bool = False) -> Loan:
+        """Bytes [offset, offset + nbytes) in a mapping of their own; see ``Loan``."""
+        if self._shm.fd < 0:
+            raise ValueError(f"segment {self.name!r} was attached without keep_fd=True "
+                             "(or is closed): loan() needs its file descriptor")
+        if offset < 0 or nbytes <= 0 or offset + nbytes > self.size:
+            raise ValueError(f"segment {self.name!r}: range [{offset}, {offset + nbytes}) "
+                             f"is empty or outside its {self.size} bytes")
+        return Loan(self._shm.fd, offset, nbytes, copy_on_write)
+
     def close(self) -> None:
         """Unmap.  Views handed out earlier must be dropped first."""
+        if self._shm.fd >= 0:
+            self._shm.close_fd()  # loans made from it stay valid
         if self._mmap.closed:
             return
         try:
@@ -67,6 +89,82 @@ class Segment:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class LoanStats:
+    """What ``Loan.settle`` did in this process (tests and benchmarks read it)."""
+
+    loans: int = 0  # mappings made
+    returned: int = 0  # settled with nothing else holding them: unmapped, no copy
+    kept: int = 0  # settled while something still held them: copied once
+    kept_bytes: int = 0
+
+
+stats = LoanStats()
+
+
+class Loan:
+    """Bytes of a segment lent to this process in a mapping of their own, until ``settle``.
+
+    ``view`` is a writable memoryview of exactly those bytes, in a mapping of whole pages
+    (from the page floor of the range to the page ceiling of its end) made for this loan
+    alone.  Until ``settle`` the bytes are the borrower's: the segment's owner leaves
+    them alone, and what the borrower writes lands in them (``copy_on_write``: in pages
+    copied into this process instead, so no write ever reaches the segment; each page
+    written then costs a page fault and a copy).  Bytes of the neighbouring pages'
+    other owners lie outside ``view``.
+
+    ``settle`` ends the loan; after it the owner may reuse the bytes.  It drops this
+    object's references to the mapping.  If nothing else referred to it, the mapping is
+    gone (the common case, nothing copied).  If something still does (an array the user
+    kept, a slice of it, a torch tensor over it, a traceback's frame), the mapping's pages
+    are replaced by a private copy at the same address (``_shm.privatize``), so all of
+    them keep their bytes for good and no later write through them reaches the segment.
+    The copy is freed with the last of them: the ``mmap`` object unmaps its range when
+    it is garbage.
+
+    Every such holder refers to the ``mmap`` object itself (a NumPy array made over a
+    memoryview takes the view's underlying object as its base and holds no buffer
+    export, so ``mmap.close`` would unmap under it): liveness of that object, seen
+    through a weak reference, is the test, never ``close``.
+    """
+
+    __slots__ = ("_map", "view", "nbytes")
+
+    def __init__(self, fd: int, offset: int, nbytes: int, copy_on_write: bool = False) -> None:
+        start = offset - offset % PAGE
+        end = -(-(offset + nbytes) // PAGE) * PAGE
+        # An anonymous mmap reserves (and owns) the address range; the file's pages are
+        # then mapped over it.  (mmap.mmap(fd, ...) would keep a dup of the segment's fd
+        # for as long as a view lives: one fd per kept input, and a dead front's whole
+        # segment kept alive by it.)
+        m = mmap.mmap(-1, end - start, flags=mmap.MAP_PRIVATE)
+        try:
+            map_file(m, fd, start, copy_on_write)
+        except BaseException:
+            m.close()
+            raise
+        self._map: mmap.mmap | None = m
+        self.view: memoryview | None = memoryview(m)[offset - start : offset - start + nbytes]
+        self.nbytes = end - start  # whole pages
+        stats.loans += 1
+
+    def settle(self) -> bool:
+        """True: nothing else referred to the mapping, it is gone; False: something does,
+        and now sees a private copy.  Idempotent (later calls return True)."""
+        if self._map is None:
+            return True
+        ref = weakref.ref(self._map)
+        self._map = self.view = None
+        held = ref()
+        if held is None:
+            stats.returned += 1
+            return True
+        privatize(held)
+        stats.kept += 1
+        stats.kept_bytes += self.nbytes
+        return False
 
 
 def unlink(name: str) -> bool:

@@ -4,7 +4,8 @@
 memoryview of the front's arena (``re`` searches any bytes-like object), so a 25 MB file
 part costs one scan and no copy: its ``UploadFile.file`` is a ``MemoryFile`` over the
 arena bytes.  ``file.read()`` makes the one copy a caller asks for; ``file.getbuffer()``
-gives the zero-copy view (valid until the response is sent).
+gives the zero-copy view.  Both are the request's own (``worker/inputs.py``): a file kept
+past the response keeps its bytes (they are copied once, when the request ends).
 """
 
 from __future__ import annotations

@@ -1,4 +1,16 @@
-"""Turn a claimed request record into what ``decode_request`` receives."""
+"""Turn a claimed request record into what ``decode_request`` receives.
+
+Inputs are the user's: the bytes of a body that yields views (a tensor, a ``.npy``, a
+bundle, a form) are this request's alone and never change afterwards, even when the API
+keeps them past its response, and a write into them never reaches bytes another request
+owns.  A small body is copied (cheaper than a mapping).  A large one is lent: its block
+of the front's arena, which no one else touches while the request runs, is mapped on its
+own for this request (``ipc.segment.Loan``), and the runner settles the loan before it
+posts the request's last record, since the front reuses the block as soon as it sees
+that record: the mapping is dropped, or, if the user still holds any of it, given a
+private copy in place.  Bodies parsed into fresh objects (JSON, pydantic, specs) are
+read straight from the worker's shared mapping of the arena.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +21,38 @@ import numpy as np
 
 from .. import jsonx, wire
 from .. import protocol as P
+from ..ipc.arena import Arena
+from ..ipc.segment import Loan
 from .forms import parse_form
 
+VIEW_KINDS = frozenset({P.OCTET, P.NPY, P.BUNDLE, P.FORM})  # decoded as views of the body
+# Bodies of a view kind below this size are copied: a copy of 64 KiB costs about 1 us,
+# a mapping of its own about 15 us (map, page faults, unmap; docs/architecture.md).
+COPY_BELOW = 64 << 10
 
-def payload(rec: P.RequestRecord, arena_buf: memoryview | None) -> tuple[dict[str, Any], Any]:
-    """(meta dict, body buffer) of a request: inline bytes or a view of the front's arena."""
+
+def payload(rec: P.RequestRecord, arena: Arena | None
+            ) -> tuple[dict[str, Any], Any, Loan | None]:
+    """(meta dict, body buffer, the body's loan to settle, or None)."""
     if rec.block == P.NO_BLOCK:
         raw: Any = memoryview(rec.inline)
-        meta_end = rec.meta_len
-    else:
-        assert arena_buf is not None
-        raw = arena_buf[rec.block : rec.block + P.align64(rec.meta_len) + rec.data_len]
-        meta_end = P.align64(rec.meta_len)
-    meta = pickle.loads(raw[: rec.meta_len]) if rec.meta_len else {}
-    return meta, raw[meta_end : meta_end + rec.data_len]
+        body = raw[rec.meta_len : rec.meta_len + rec.data_len]
+        meta = _meta(raw[: rec.meta_len])
+        return meta, bytearray(body) if rec.kind in VIEW_KINDS else body, None
+    if arena is None:
+        raise ValueError(f"request in arena block {rec.block} but no arena was given")
+    meta = _meta(arena.buf[rec.block : rec.block + rec.meta_len])
+    start = rec.block + P.align64(rec.meta_len)
+    if rec.kind not in VIEW_KINDS:
+        return meta, arena.buf[start : start + rec.data_len], None
+    if rec.data_len < COPY_BELOW:
+        return meta, bytearray(arena.buf[start : start + rec.data_len]), None
+    loan = arena.loan(start, rec.data_len)
+    return meta, loan.view, loan
+
+
+def _meta(raw: Any) -> dict[str, Any]:
+    return pickle.loads(raw) if len(raw) else {}
 
 
 def request_object(rec: P.RequestRecord, meta: dict[str, Any], body: Any, model: Any) -> Any:

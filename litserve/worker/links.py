@@ -15,14 +15,14 @@ FULL_POLL_S = 0.1  # how often a worker waiting for response-arena space looks a
 
 
 class FrontLink:
-    """Front i (generation gen): its arena (read), slot table (claim) and completion
-    ring (post)."""
+    """Front i (generation gen): its arena (read; its fd kept for the private mappings
+    of request bodies), slot table (claim) and completion ring (post)."""
 
     def __init__(self, plan: Plan, i: int, gen: int) -> None:
         self.key = (i, gen)
         self.tag = P.lend_tag(i, gen)  # how its releases name it
         arena, slots, done = (plan.name(r) for r in P.front_roles(i, gen))
-        self.arena = Arena(arena)
+        self.arena = Arena(arena, keep_fd=True)
         try:
             self.slots = SlotTable(slots)
             self.done = Ring(done)

@@ -19,6 +19,7 @@ from ..batching import BatchBuffers, stack
 from ..config import Plan, RouteOptions
 from ..ipc import PayloadTooLarge, Ring, RingEmpty
 from ..ipc.errors import IPCError
+from ..ipc.segment import Loan
 from . import inputs, outputs
 from .forms import FormError
 from .links import FrontLink, OutArena
@@ -35,6 +36,8 @@ class Job:
     context: dict[str, Any]
     request: Any = None
     raw: Any = None  # what decode_request received (the spec's request model)
+    output: Any = None  # predict's output for this request, then encode_response's
+    loan: Loan | None = None  # the body's own mapping, until let go (inputs.payload)
     state: Any = None  # the spec's framing state
     started: bool = field(default=False)  # stream: first chunk sent
     done: bool = field(default=False)
@@ -45,12 +48,23 @@ STOP = Job(P.RequestRecord(0, 0, P.STOP, 0, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0),
            None, {})  # type: ignore[arg-type]
 
 
+# the records that end a request: the front frees its arena block when it sees one
+FINAL = frozenset({P.RESULT, P.END, P.ERROR})
+
+
 class HookError(Exception):
     """An error to send to the client: status, detail, headers."""
 
     def __init__(self, status: int, detail: Any, headers: list[tuple[str, str]] | None = None):
         super().__init__(detail)
         self.status, self.detail, self.headers = status, detail, headers or []
+
+
+class InputsNotPrivate(BaseException):
+    """A request's inputs, still held by the user, could not be given a private copy
+    (the kernel refused the memory).  Going on would let the front reuse bytes they
+    show, so the worker exits (not an Exception: no hook handler may swallow it); the
+    supervisor restarts it and the fronts answer its requests with a 500."""
 
 
 class Api:
@@ -192,8 +206,8 @@ class Runner:
 
     def _decode(self, api: Api, job: Job) -> bool:
         try:
-            link_buf = job.link.arena.buf if job.rec.block != P.NO_BLOCK else None
-            meta, body = inputs.payload(job.rec, link_buf)
+            arena = job.link.arena if job.rec.block != P.NO_BLOCK else None
+            meta, body, job.loan = inputs.payload(job.rec, arena)
             job.context.update(meta.get("context", {}))
             if job.rec.kind == P.SPEC:
                 raw = api.spec.parse(bytes(body))
@@ -207,48 +221,68 @@ class Runner:
             self._fail([job], exc, api, hook="decode_request")
             return False
 
+    # What the hooks return is kept on the Job (job.output), never in a local of these
+    # methods, and the batch lives only in _predict_batch: when a request's RESULT is
+    # posted, nothing of the worker's still refers to its inputs, so their loan ends
+    # without a copy unless the user kept them (see _let_go).
     def _unary(self, api: Api, jobs: list[Job]) -> None:
         if api.opts.max_batch_size == 1:
             job = jobs[0]
-            y = api.call("predict", job.request, job.context)
-            self._finish(job, api.call("encode_response", y, job.context))
+            job.output = api.call("predict", job.request, job.context)
+            job.output = api.call("encode_response", job.output, job.context)
+            self._finish(job)
             return
-        x = api.batch([job.request for job in jobs])
-        y = api.call("predict", x, [job.context for job in jobs])
-        for job, out in zip(jobs, api.unbatch(y, len(jobs)), strict=True):
+        self._predict_batch(api, jobs)
+        for job in jobs:
             try:
-                self._finish(job, api.call("encode_response", out, job.context))
+                job.output = api.call("encode_response", job.output, job.context)
+                self._finish(job)
             except Exception as exc:
                 self._fail([job], exc, api, hook="encode_response")
 
-    def _finish(self, job: Job, output: Any) -> None:
-        enc = outputs.encode(output, job.rec.flags)
+    def _predict_batch(self, api: Api, jobs: list[Job]) -> None:
+        """predict on the batch of ``jobs``; each job.output is its share of the result."""
+        x = api.batch([job.request for job in jobs])
+        y = api.call("predict", x, [job.context for job in jobs])
+        for job, out in zip(jobs, api.unbatch(y, len(jobs)), strict=True):
+            job.output = out
+
+    def _finish(self, job: Job) -> None:
+        """Post job.output (what encode_response returned) as the job's RESULT."""
+        enc = outputs.encode(job.output, job.rec.flags)
+        job.output = None
         self._post(job, P.RESULT, enc.status, enc.ctype, enc.meta, enc.parts)
         job.done = True
 
     def _stream(self, api: Api, jobs: list[Job]) -> None:
         if api.opts.max_batch_size == 1:
-            job = jobs[0]
-            gen = api.call("predict", job.request, job.context)
-            chunks = api.call("encode_response", gen, job.context)
-            for chunk in chunks:
-                self._chunk(job, chunk)
-                if self._gone(job):
-                    _close(chunks, gen)  # the client left: stop generating
-                    break
+            self._stream_one(api, jobs[0])
         else:
-            x = api.batch([job.request for job in jobs])
-            gen = api.call("predict", x, [job.context for job in jobs])
-            steps = api.call("encode_response", gen, [job.context for job in jobs])
-            for step in steps:
-                for job, chunk in zip(jobs, step, strict=False):
-                    self._chunk(job, chunk)
-                if all(self._gone(job) for job in jobs):
-                    _close(steps, gen)  # every client of the batch left
-                    break
+            self._stream_batch(api, jobs)
+        # the generators, the batch and the last chunk went with the calls above
         for job in jobs:
             self._post(job, P.END, 200, P.CT_NDJSON, b"", [])
             job.done = True
+
+    def _stream_one(self, api: Api, job: Job) -> None:
+        gen = api.call("predict", job.request, job.context)
+        chunks = api.call("encode_response", gen, job.context)
+        for chunk in chunks:
+            self._chunk(job, chunk)
+            if self._gone(job):
+                _close(chunks, gen)  # the client left: stop generating
+                break
+
+    def _stream_batch(self, api: Api, jobs: list[Job]) -> None:
+        x = api.batch([job.request for job in jobs])
+        gen = api.call("predict", x, [job.context for job in jobs])
+        steps = api.call("encode_response", gen, [job.context for job in jobs])
+        for step in steps:
+            for job, chunk in zip(jobs, step, strict=False):
+                self._chunk(job, chunk)
+            if all(self._gone(job) for job in jobs):
+                _close(steps, gen)  # every client of the batch left
+                break
 
     # -- specs: the spec frames every encoded output --------------------------------------
     def _spec(self, api: Api, jobs: list[Job]) -> None:
@@ -345,7 +379,12 @@ class Runner:
 
     def _post(self, job: Job, kind: int, status: int, ctype: int, meta: bytes,
               parts: list[Any]) -> None:
+        """Post one record of the job's output.  ``parts`` is consumed: emptied once its
+        bytes are written.  Before a FINAL record the job's inputs are let go."""
         if not self._front_alive(job.link.key):
+            parts.clear()
+            if kind in FINAL:
+                self._let_go(job)
             return None  # its front died: the output has nowhere to go
         size = sum(memoryview(p).nbytes for p in parts)
         rec = job.rec
@@ -356,14 +395,35 @@ class Runner:
             try:
                 block, size = self.out.write(meta, parts, self._dead_tags)
             except PayloadTooLarge as exc:
+                parts.clear()
                 enc = outputs.error(500, str(exc))
                 return self._post(job, P.ERROR, 500, enc.ctype, b"", enc.parts)
             inline = b""
             self.out.lend(block, job.link.tag)
+        parts.clear()
+        if kind in FINAL:
+            self._let_go(job)  # the front may reuse the request's block once it sees this
         done = P.Completion(self.j, self.gen, kind, status, rec.slot, rec.seq, block, size,
                             len(meta), ctype, inline)
         job.link.done.put(done.pack(), timeout=self.plan.queue_wait * 6)
         return None
+
+    @staticmethod
+    def _let_go(job: Job) -> None:
+        """Drop the worker's references to the job's inputs and settle their loan: the
+        mapping is gone if nothing else holds it, else a private copy for whoever does."""
+        job.request = job.raw = job.output = None
+        loan, job.loan = job.loan, None
+        if loan is None:
+            return
+        try:
+            if not loan.settle():
+                log.debug("request %d kept its inputs: %d bytes copied", job.rec.seq,
+                          loan.nbytes)
+        except OSError as exc:
+            log.critical("cannot give kept inputs a private copy (%s); the worker exits "
+                         "so that the front's reused arena block cannot show through", exc)
+            raise InputsNotPrivate(str(exc)) from exc
 
     def close(self) -> None:
         for link in self.fronts.values():
