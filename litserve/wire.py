@@ -111,7 +111,7 @@ def parse_dtype(text: object, what: str = "X-Tensor-Dtype") -> np.dtype[Any]:
     """The dtype ``text`` names; ``what`` names the header or field in the error."""
     dtype = _dtype_table().get(text.strip()) if isinstance(text, str) else None
     if dtype is None:
-        raise WireError(f"{what} {text!r} is not supported; {_DTYPE_HINT}")
+        raise WireError(f"{what} {_show(text)} is not supported; {_DTYPE_HINT}")
     return dtype
 
 
@@ -129,9 +129,9 @@ def parse_shape(text: str, what: str = "X-Tensor-Shape") -> tuple[int, ...]:
     if inner[:1] in _BRACKETS and inner[-1:] == _BRACKETS[inner[:1]]:
         inner = inner[1:-1]
     if len(inner) > 32 * MAX_NDIM or not _DIMS.fullmatch(inner):
-        raise WireError(f"{what} {text!r} is not valid; {_SHAPE_HINT}")
+        raise WireError(f"{what} {_show(text)} is not valid; {_SHAPE_HINT}")
     dims = tuple(int(d) for d in re.findall(_DIM, inner))
-    return check_shape(dims, 1, f"{what} {text!r}")
+    return check_shape(dims, 1, f"{what} {_show(text)}")
 
 
 def check_shape(dims: Any, itemsize: int, what: str) -> tuple[int, ...]:
@@ -147,6 +147,12 @@ def check_shape(dims: Any, itemsize: int, what: str) -> tuple[int, ...]:
         raise WireError(f"{what} describes an array larger than NumPy can address "
                         f"({MAX_BYTES} bytes)")
     return tuple(dims)
+
+
+def _show(value: object) -> str:
+    """repr of a value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
 
 
 def _is_int(value: object) -> bool:
@@ -182,7 +188,7 @@ def octet_meta(dtype: str | None, shape: str | None, body_len: int) -> TensorMet
             )
         dims: tuple[int, ...] = (body_len // dt.itemsize,)
     else:
-        dims = check_shape(parse_shape(shape), dt.itemsize, f"X-Tensor-Shape {shape!r}")
+        dims = check_shape(parse_shape(shape), dt.itemsize, f"X-Tensor-Shape {_show(shape)}")
     return _check_size(TensorMeta(dt.str, dims), body_len, "body")
 
 
@@ -369,16 +375,16 @@ def _bundle_entry(index: int, entry: Any, data_start: int, body_len: int) -> Ten
                         f"{sorted(_ENTRY_KEYS)}")
     name = entry["name"]
     if not isinstance(name, str):
-        raise WireError(f"{what}: 'name' must be a string, not {name!r}")
-    what = f"{what} ({name!r})"
+        raise WireError(f"{what}: 'name' must be a string, not {_show(name)}")
+    what = f"{what} ({_show(name)})"
     dt = parse_dtype(entry["dtype"], f"{what}: 'dtype'")
-    shape = check_shape(entry["shape"], dt.itemsize, f"{what}: 'shape' {entry['shape']!r}")
+    shape = check_shape(entry["shape"], dt.itemsize, f"{what}: 'shape' {_show(entry['shape'])}")
     meta = TensorMeta(dt.str, shape, entry["offset"], False, name)
     if not _is_int(entry["nbytes"]) or entry["nbytes"] != meta.nbytes:
-        raise WireError(f"{what}: 'nbytes' is {entry['nbytes']!r} but dtype {meta.dtype} and "
+        raise WireError(f"{what}: 'nbytes' is {_show(entry['nbytes'])} but dtype {meta.dtype} and "
                         f"shape {list(shape)} need {meta.nbytes}")
     if not _is_int(meta.offset) or meta.offset % ALIGN or meta.offset < data_start:
-        raise WireError(f"{what}: 'offset' {meta.offset!r} must be a multiple of {ALIGN} "
+        raise WireError(f"{what}: 'offset' {_show(meta.offset)} must be a multiple of {ALIGN} "
                         f"at or after the header's end ({data_start})")
     if meta.offset + meta.nbytes > body_len:
         raise WireError(f"{what} lies outside the body: bytes {meta.offset} to "

@@ -524,3 +524,9 @@ def test_octet_round_trip(arr: np.ndarray) -> None:
     body = arr.tobytes()
     meta = wire.octet_meta(arr.dtype.str, wire.format_shape(arr.shape), len(body))
     _same(wire.view(body, meta), arr)
+
+
+def test_errors_cut_long_values_to_a_readable_length() -> None:
+    with pytest.raises(WireError) as info:
+        wire.parse_shape("9," * 5000)
+    assert len(str(info.value)) < 300 and "(10002 characters)" in str(info.value)
