@@ -151,6 +151,12 @@ def test_accepted_dtype_spellings(text: str, dtype: str) -> None:
     assert wire.parse_dtype(text).str == dtype
 
 
+def test_every_accepted_dtype_round_trips_through_its_str() -> None:
+    """The front sends dt.str to the worker, which parses it again."""
+    for dtype in wire._dtype_table().values():
+        assert wire.parse_dtype(dtype.str) == dtype
+
+
 @pytest.mark.parametrize(("text", "shape"), [
     ("", ()), ("()", ()), ("[]", ()), ("3", (3,)), ("3,", (3,)), ("(3,)", (3,)),
     ("1080,1920,3", (1080, 1920, 3)), (" ( 2 , 3 ) ", (2, 3)), ("[2,3]", (2, 3)),
