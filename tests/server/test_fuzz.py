@@ -20,7 +20,8 @@ What must hold for every request (the oracle, ``check``):
   every slot and arena byte it took (its counts on the control board come back).
 
 A failure says which of these broke and shows the request's raw bytes.  ``FOUND`` holds
-the minimised inputs that failed when the campaign was written; they run every time.
+the minimised inputs that failed when the campaign was written, ``ONCE_ESCAPED`` the wire
+inputs that were 500s before litserve.wire refused them; both run every time.
 CI runs a fixed, derandomized set of examples; ``LITSERVE_FUZZ_EXAMPLES=20000`` runs
 that many random ones and shrinks what fails (docs/testing.md).
 """
