@@ -68,7 +68,10 @@ def looks_like_json(meta: dict[str, Any], body: Any) -> bool:
 
 
 def validate(kind: int, body: Any, meta: dict[str, Any], model: Any) -> None:
-    """The body checks of each kind; ``Refused`` (400 / 422) when malformed."""
+    """The body checks of each kind; ``Refused`` (400 / 415 / 422) when malformed."""
+    if model is not None and kind != P.JSON:
+        raise Refused(json_error(415, f"this route takes a JSON body ({model.__name__}); send "
+                                      "it with Content-Type: application/json"))
     try:
         if kind == P.JSON:
             _check_json(body, model)

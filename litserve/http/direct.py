@@ -154,6 +154,12 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
             self._head_bytes = 0
 
         def on_headers_complete(self) -> None:
+            if self.parser.should_upgrade():
+                # We take no upgrade, and httptools would stop reading HTTP/1.1 here: its
+                # body would be lost and the connection out of step. Refuse it plainly.
+                upgrade = dict(self.headers).get(b"upgrade", b"").decode("latin-1")[:40]
+                return self._refuse(400, f"Upgrade: {upgrade!r} is not supported here; "
+                                         "send the request without an Upgrade header")
             super().on_headers_complete()
             self._enter(BODY)
             self.body_start, self.body_got = self.since, 0
@@ -169,6 +175,8 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
                     self.scope[SCOPE_KEY] = d  # type: ignore[literal-required]
 
         def on_body(self, body: bytes) -> None:
+            if self._lingering:
+                return None
             d = self._direct
             if d is None:
                 return super().on_body(body)
@@ -178,6 +186,8 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
             return None
 
         def on_message_complete(self) -> None:
+            if self._lingering:
+                return
             self._direct = None  # the parser saw the whole body
             self._settle()
             super().on_message_complete()
@@ -233,7 +243,8 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
     return DirectBodyProtocol
 
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout",
+            431: b"Request Header Fields Too Large"}
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -44,7 +44,7 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket | None, par
     die_with_parent(parent, signal.SIGTERM)
     apis, specs = cloudpickle.loads(plan.apis_blob)
     front = Front(plan, index, apis, specs, gen)
-    kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3,
+    kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3, "ws": "none",
                               "http": protocol_class(front.place_direct, front.guard,
                                                      PRIVATE_MAX)}
     kwargs.update(plan.uvicorn_kwargs)
