@@ -45,6 +45,7 @@ Completion record (body of a completion-ring cell, 48-byte header):
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .ipc import _shm
@@ -185,6 +186,16 @@ class Board:
         off = self._usage_off(i)
         _shm.store64(self._buf, off, slots)
         _shm.store64(self._buf, off + 8, arena_bytes)
+
+    def front_usage_writer(self, i: int) -> Callable[[int, int], None]:
+        """``set_front_usage`` for front i with its offsets worked out once (hot path)."""
+        buf, off, store = self._buf, self._usage_off(i), _shm.store64
+
+        def write(slots: int, arena_bytes: int) -> None:
+            store(buf, off, slots)
+            store(buf, off + 8, arena_bytes)
+
+        return write
 
     def front_usage(self, i: int) -> tuple[int, int]:
         """(request slots, request-arena bytes) that front i holds now."""

@@ -10,6 +10,7 @@ the checks of headers and bodies are ``http/checks.py``'s.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import pickle
@@ -41,7 +42,7 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Clock:
     """A request's times: its deadline (0.0: none) and how long it may wait for room."""
 
@@ -56,7 +57,7 @@ class Clock:
         return cls(deadline, min(wait_until, deadline) if deadline else wait_until)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ready:
     """A request whose body is placed, ready to post."""
 
@@ -129,6 +130,7 @@ class Front:
                 self.loop = asyncio.get_running_loop()
                 self.dispatch.start(self.loop)
                 self.guard.start(self.loop)
+                gc.freeze()  # start-up's objects are never scanned by the collector again
                 self.board.set_front(self.index, self.gen, P.READY)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":

@@ -67,7 +67,17 @@ async def await_direct(receive: Receive, intake: Intake, ticket: DirectTicket) -
 async def read_private(receive: Receive, limit: int, length: int | None = None
                        ) -> bytes | None:
     """The whole body in our own memory (bounded by ``limit``); None on disconnect."""
-    data = bytearray()
+    msg = await receive()
+    if msg["type"] == "http.request" and not msg.get("more_body", False):  # in one piece
+        body: bytes = msg.get("body", b"")
+        if len(body) > limit:
+            raise too_large(len(body), limit)
+        if length is not None and len(body) != length:
+            raise _length_mismatch(len(body), length)
+        return body
+    if msg["type"] == "http.disconnect":
+        return None
+    data = bytearray(msg.get("body", b""))
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
@@ -100,9 +110,13 @@ async def place(intake: Intake, meta: bytes, body: Body, wait_until: float) -> t
     if body.hold is not None:
         return body.hold, b""
     data = body.data
-    if len(meta) + len(data) <= P.INLINE_MAX:
-        return await intake.reserve(b"", 0, wait_until, inline=True), meta + data
-    hold = await intake.reserve(meta, len(data), wait_until)
+    inline = len(meta) + len(data) <= P.INLINE_MAX
+    hold = intake.try_reserve(b"" if inline else meta, 0 if inline else len(data), inline)
+    if hold is None:  # no room right now: wait for it (bounded)
+        hold = await intake.reserve(b"" if inline else meta, 0 if inline else len(data),
+                                    wait_until, inline)
+    if inline:
+        return hold, meta + data
     intake.write(hold, data)
     body.data, body.hold = intake.view(hold), hold
     return hold, b""

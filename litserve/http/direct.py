@@ -65,6 +65,7 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
     """A uvicorn HTTP protocol class whose large bodies go where ``placer`` says, and
     whose header and body reads are watched by ``guard``.  A body over ``private_max``
     bytes (or of unknown length) counts as holding arena room while it arrives."""
+    shared = _shared_buffer()
 
     class Connection(HttpToolsProtocol):
         """uvicorn's protocol with our reads: fed by ``DirectBodyProtocol`` below."""
@@ -120,7 +121,7 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
             d = self._direct
             if d is not None and d.bypass:
                 return d.view[d.pos :]
-            return _shared_buffer()
+            return shared
 
         def buffer_updated(self, nbytes: int) -> None:
             if self._lingering:
@@ -136,7 +137,7 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
                 self._enter(HEADERS)
             elif self.phase == BODY:
                 self._body_progress(nbytes)
-            self.data_received(_shared_buffer()[:nbytes])  # type: ignore[arg-type]
+            self.data_received(shared[:nbytes])  # type: ignore[arg-type]
             if self.phase == HEADERS and not self.transport.is_closing():
                 self._head_bytes += nbytes
                 if self._head_bytes > MAX_HEAD:
@@ -217,7 +218,10 @@ def protocol_class(placer: Placer, guard: Guard, private_max: int
         to every ``asyncio.Protocol``, which would cost the direct path its zero copy)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self.conn = Connection(*args, **kwargs)
+            self.conn = conn = Connection(*args, **kwargs)
+            # the hot pair, called by the loop on every read: no forwarding call
+            self.get_buffer = conn.get_buffer  # type: ignore[method-assign]
+            self.buffer_updated = conn.buffer_updated  # type: ignore[method-assign]
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.conn.connection_made(transport)

@@ -61,7 +61,8 @@ class Intake:
     """This front's slot table and arena, and every reservation made from them."""
 
     def __init__(self, plan: Plan, index: int, gen: int, board: P.Board) -> None:
-        self.index, self.board = index, board
+        self.index = index
+        self._write_usage = board.front_usage_writer(index)
         arena, slots, _ = (plan.name(r) for r in P.front_roles(index, gen))
         self.arena = Arena(arena, plan.request_arena_bytes, create=True)
         try:
@@ -83,7 +84,8 @@ class Intake:
     def try_reserve(self, meta: bytes, length: int, inline: bool = False) -> Hold | None:
         """A hold for a body of ``length`` bytes (a slot only when ``inline``), or None
         when no slot or arena room is free right now.  Writes ``meta`` into the block."""
-        self.check(len(meta), length)
+        if not inline:
+            self.check(len(meta), length)
         got = self.slots.acquire()
         if got is None:
             return None
@@ -164,8 +166,7 @@ class Intake:
         self._publish()
 
     def _publish(self) -> None:
-        self.board.set_front_usage(self.index, self.slots.in_use,
-                                   self.arena.size - self.arena.free_bytes)
+        self._write_usage(self.slots.in_use, self.arena.size - self.arena.free_bytes)
 
     def close(self) -> None:
         self.slots.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -38,6 +39,7 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
         sys.stderr.flush()
         board.set_worker(j, gen, P.FAILED)
         os._exit(SETUP_FAILED)
+    gc.freeze()  # what setup made (the model, imports) is never scanned by the collector again
     board.set_worker(j, gen, P.READY)
     try:
         runner.serve()
