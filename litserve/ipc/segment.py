@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import mmap
-import weakref
+import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import posix_ipc
@@ -12,6 +13,9 @@ from ._shm import map_file, privatize
 from .errors import SegmentExists, SegmentNotFound
 
 PAGE = mmap.PAGESIZE
+IDLE_MAPPINGS = 8  # per segment: returned loan mappings kept for the next loan of their range
+
+Pool = OrderedDict[tuple[int, int], mmap.mmap]
 
 
 class Segment:
@@ -54,6 +58,7 @@ class Segment:
         if not keep_fd:
             shm.close_fd()
         self._shm = shm
+        self._idle: Pool = OrderedDict()
         self.size = len(self._mmap)
         self.buf = memoryview(self._mmap)
 
@@ -65,10 +70,13 @@ class Segment:
         if offset < 0 or nbytes <= 0 or offset + nbytes > self.size:
             raise ValueError(f"segment {self.name!r}: range [{offset}, {offset + nbytes}) "
                              f"is empty or outside its {self.size} bytes")
-        return Loan(self._shm.fd, offset, nbytes, copy_on_write)
+        return Loan(self._shm.fd, offset, nbytes, copy_on_write,
+                    None if copy_on_write else self._idle)
 
     def close(self) -> None:
         """Unmap.  Views handed out earlier must be dropped first."""
+        while self._idle:
+            self._idle.popitem()[1].close()
         if self._shm.fd >= 0:
             self._shm.close_fd()  # loans made from it stay valid
         if self._mmap.closed:
@@ -95,7 +103,8 @@ class Segment:
 class LoanStats:
     """What ``Loan.settle`` did in this process (tests and benchmarks read it)."""
 
-    loans: int = 0  # mappings made
+    loans: int = 0  # loans made
+    mapped: int = 0  # of them, with a new mapping (the others reused an idle one)
     returned: int = 0  # settled with nothing else holding them: unmapped, no copy
     kept: int = 0  # settled while something still held them: copied once
     kept_bytes: int = 0
@@ -126,45 +135,74 @@ class Loan:
 
     Every such holder refers to the ``mmap`` object itself (a NumPy array made over a
     memoryview takes the view's underlying object as its base and holds no buffer
-    export, so ``mmap.close`` would unmap under it): liveness of that object, seen
-    through a weak reference, is the test, never ``close``.
+    export, so ``mmap.close`` would unmap under it): its reference count, once this
+    loan let go of it, is the test, never ``close``.
+
+    A mapping nobody kept goes to the segment's ``pool`` of idle mappings (at most
+    ``IDLE_MAPPINGS``, the oldest unmapped first): the next loan of the same pages (the
+    arena's first fit hands a block of one size out again and again) reuses it with its
+    page tables filled, instead of faulting every page in again.  A shared mapping
+    always shows the segment's current bytes, so an idle one is never stale.
     """
 
-    __slots__ = ("_map", "view", "nbytes")
+    __slots__ = ("_map", "view", "nbytes", "_pool", "_key")
 
-    def __init__(self, fd: int, offset: int, nbytes: int, copy_on_write: bool = False) -> None:
+    def __init__(self, fd: int, offset: int, nbytes: int, copy_on_write: bool = False,
+                 pool: Pool | None = None) -> None:
         start = offset - offset % PAGE
         end = -(-(offset + nbytes) // PAGE) * PAGE
-        # An anonymous mmap reserves (and owns) the address range; the file's pages are
-        # then mapped over it.  (mmap.mmap(fd, ...) would keep a dup of the segment's fd
-        # for as long as a view lives: one fd per kept input, and a dead front's whole
-        # segment kept alive by it.)
-        m = mmap.mmap(-1, end - start, flags=mmap.MAP_PRIVATE)
-        try:
-            map_file(m, fd, start, copy_on_write)
-        except BaseException:
-            m.close()
-            raise
+        self._pool, self._key = pool, (start, end)
+        m = pool.pop(self._key, None) if pool is not None else None
+        if m is None:
+            m = _map_range(fd, start, end, copy_on_write)
+            stats.mapped += 1
         self._map: mmap.mmap | None = m
         self.view: memoryview | None = memoryview(m)[offset - start : offset - start + nbytes]
         self.nbytes = end - start  # whole pages
         stats.loans += 1
 
     def settle(self) -> bool:
-        """True: nothing else referred to the mapping, it is gone; False: something does,
-        and now sees a private copy.  Idempotent (later calls return True)."""
-        if self._map is None:
+        """True: nothing else referred to the mapping, it is idle again; False: something
+        does, and now sees a private copy.  Idempotent (later calls return True)."""
+        m = self._map
+        if m is None:
             return True
-        ref = weakref.ref(self._map)
         self._map = self.view = None
-        held = ref()
-        if held is None:
+        if sys.getrefcount(m) <= 2:  # `m` here, and getrefcount's own argument
+            self._idle(m)
             stats.returned += 1
             return True
-        privatize(held)
+        privatize(m)
         stats.kept += 1
         stats.kept_bytes += self.nbytes
         return False
+
+
+    def _idle(self, m: mmap.mmap) -> None:
+        pool = self._pool
+        if pool is None:
+            m.close()
+            return
+        old = pool.pop(self._key, None)
+        if old is not None:
+            old.close()
+        pool[self._key] = m
+        if len(pool) > IDLE_MAPPINGS:
+            pool.popitem(last=False)[1].close()
+
+
+def _map_range(fd: int, start: int, end: int, copy_on_write: bool) -> mmap.mmap:
+    """The segment's pages [start, end) in a mapping of their own.  An anonymous mmap
+    reserves (and owns) the address range; the file's pages are then mapped over it.
+    (mmap.mmap(fd, ...) would keep a dup of the segment's fd for as long as a view
+    lives: one fd per kept input, and a dead front's whole segment kept alive by it.)"""
+    m = mmap.mmap(-1, end - start, flags=mmap.MAP_PRIVATE)
+    try:
+        map_file(m, fd, start, copy_on_write)
+    except BaseException:
+        m.close()
+        raise
+    return m
 
 
 def unlink(name: str) -> bool:

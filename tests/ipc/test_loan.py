@@ -67,16 +67,38 @@ def test_a_loan_shows_exactly_its_bytes_and_takes_writes(pair, cow):
     assert m.settle() is True
 
 
-def test_settle_with_nothing_held_unmaps_without_a_copy(pair):
-    _, reader = pair
+def test_settle_with_nothing_held_keeps_the_mapping_idle_for_the_next_loan(pair):
+    owner, reader = pair
     before = segment_mod.stats.kept
     m = reader.loan(0, 8 * PAGE)
     address = np.ndarray((1,), np.uint8, buffer=m.view).ctypes.data
     assert m.settle() is True
-    assert segment_mod.stats.kept == before
+    assert segment_mod.stats.kept == before  # no copy
+    assert m.settle() is True  # idempotent
+    mapped = segment_mod.stats.mapped
+    again = reader.loan(0, 8 * PAGE)  # the same pages: the idle mapping, no new one
+    assert segment_mod.stats.mapped == mapped
+    assert np.ndarray((1,), np.uint8, buffer=again.view).ctypes.data == address
+    owner.buf[0] = 77  # a shared mapping: the owner's later writes show
+    assert again.view[0] == 77
+    assert again.settle() is True
+    reader.close()  # idle mappings go with the segment
     with pytest.raises(AssertionError, match="is not mapped"):
         mapping_of(address)
-    assert m.settle() is True  # idempotent
+
+
+def test_idle_mappings_are_bounded(pair):
+    _, reader = pair
+    count = segment_mod.IDLE_MAPPINGS + 2
+    for i in range(count):
+        m = reader.loan(i * 2 * PAGE, PAGE)
+        assert m.settle() is True
+    # /proc/self/maps lines of our segment, by file offset (the reader's whole mapping: 0)
+    with open("/proc/self/maps") as maps:
+        lines = [line.split() for line in maps if reader.name[1:] in line]
+    offsets = sorted(int(f[2], 16) for f in lines if int(f[2], 16) or
+                     int(f[0].split("-")[1], 16) - int(f[0].split("-")[0], 16) == PAGE)
+    assert offsets == [i * 2 * PAGE for i in range(2, count)], offsets  # the oldest went
 
 
 @pytest.mark.parametrize("keep", [
