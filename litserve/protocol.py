@@ -181,14 +181,9 @@ class Board:
     def _usage_off(self, i: int) -> int:
         return 64 + 8 * (self.workers + self.fronts) + 16 * i
 
-    def set_front_usage(self, i: int, slots: int, arena_bytes: int) -> None:
-        """Front i publishes what it holds now (only front i writes these words)."""
-        off = self._usage_off(i)
-        _shm.store64(self._buf, off, slots)
-        _shm.store64(self._buf, off + 8, arena_bytes)
-
     def front_usage_writer(self, i: int) -> Callable[[int, int], None]:
-        """``set_front_usage`` for front i with its offsets worked out once (hot path)."""
+        """How front i publishes what it holds now, ``write(slots, arena_bytes)`` (only
+        front i writes these words; the offsets are worked out once, for the hot path)."""
         buf, off, store = self._buf, self._usage_off(i), _shm.store64
 
         def write(slots: int, arena_bytes: int) -> None:

@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from .. import protocol as P
 from ..api import LitAPI, request_model
 from ..config import Plan
@@ -83,12 +81,9 @@ class Route:
             return json_error(status, detail, headers)
         return Reply(P.ERROR, status, P.CT_JSON, headers, self.spec.error_body(status, detail))
 
-    def refusal(self, exc: Refused | Busy) -> Reply:
+    def refusal(self, exc: Refused) -> Reply:
         """The answer to a refused request, in this route's error shape."""
-        reply = exc.reply() if isinstance(exc, Busy) else exc.reply
-        if self.spec is None:
-            return reply
-        return self.error(reply.status, orjson.loads(reply.body)["detail"], reply.headers)
+        return self.error(exc.status, exc.detail, exc.headers)
 
 
 class Front:
@@ -198,7 +193,7 @@ class Front:
         try:
             hold, inline = await place(self.intake, meta_bytes, Body(decision.payload),
                                        clock.wait_until)
-        except (Refused, Busy) as exc:
+        except Refused as exc:
             return await _send(send, route.refusal(exc))
         ready = Ready(P.SPEC, hold, len(decision.payload), len(meta_bytes), inline)
         await self._submit(route, ready, flags, clock, receive, send)
@@ -210,14 +205,14 @@ class Front:
         flags = route.flags | accept_flags(headers.get(b"accept", b""))
         try:
             got = await self._read(scope, headers, receive, clock)
-        except (Refused, Busy) as exc:  # the body may be unread: close the connection
+        except Refused as exc:  # the body may be unread: close the connection
             return await _send(send, route.refusal(exc), close=True)
         if got is None:  # the client went away while sending
             return
         kind, meta, meta_bytes, body = got
         try:
             ready = await self._prepare(route, kind, meta, meta_bytes, body, clock)
-        except (Refused, Busy) as exc:
+        except Refused as exc:
             return await _send(send, route.refusal(exc))
         await self._submit(route, ready, flags, clock, receive, send)
 
@@ -268,7 +263,7 @@ class Front:
             return None  # the ordinary path answers with the error
         if hold is None:
             return None  # no room now: the ordinary path waits for it
-        return Direct(self.intake.view(hold, 0, length), DirectTicket(hold, kind, meta, meta_bytes))
+        return Direct(self.intake.view(hold, length), DirectTicket(hold, kind, meta, meta_bytes))
 
     # -- posting and answering -----------------------------------------------------------
     async def _submit(self, route: Route, ready: Ready, flags: int, clock: Clock, receive: Any,

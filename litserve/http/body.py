@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import protocol as P
 from .intake import Hold, Intake, too_large
-from .replies import Refused, json_error
+from .replies import Refused
 
 PRIVATE_MAX = 64 * 1024  # bodies up to this size are collected before anything is reserved
 
@@ -94,14 +94,14 @@ async def read_private(receive: Receive, limit: int, length: int | None = None
 async def read_body(receive: Receive, intake: Intake, meta: bytes, length: int | None,
                     wait_until: float) -> Body | None:
     """Read a body that the protocol did not place; None when the client went away."""
-    if length is not None:
-        intake.check(len(meta), length)
-        if length <= PRIVATE_MAX:
-            data = await read_private(receive, PRIVATE_MAX, length)
-            return None if data is None else Body(data)
-        hold = await intake.reserve(meta, length, wait_until)
+    if length is None:
+        return await _read_unknown(receive, intake, meta, wait_until)
+    if length > PRIVATE_MAX:
+        hold = await intake.reserve(meta, length, wait_until)  # (checks the size first)
         return await _fill(receive, intake, hold, length)
-    return await _read_unknown(receive, intake, meta, wait_until)
+    intake.check(len(meta), length)
+    data = await read_private(receive, PRIVATE_MAX, length)
+    return None if data is None else Body(data)
 
 
 async def place(intake: Intake, meta: bytes, body: Body, wait_until: float) -> tuple[Hold, bytes]:
@@ -174,5 +174,4 @@ async def _read_unknown(receive: Receive, intake: Intake, meta: bytes, wait_unti
 
 def _length_mismatch(got: int, declared: int) -> Refused:
     side = "longer" if got > declared else "shorter"
-    return Refused(json_error(400, f"request body is {side} than its Content-Length "
-                                   f"({declared} bytes)"))
+    return Refused(400, f"request body is {side} than its Content-Length ({declared} bytes)")

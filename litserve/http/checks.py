@@ -11,7 +11,7 @@ import orjson
 
 from .. import jsonx, wire
 from .. import protocol as P
-from .replies import Refused, Reply, json_error
+from .replies import Refused
 
 log = logging.getLogger("litserve.front")
 FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
@@ -19,7 +19,7 @@ Headers = dict[bytes, bytes]
 
 
 def bad(detail: str) -> Refused:
-    return Refused(json_error(400, detail))
+    return Refused(400, detail)
 
 
 def kind_and_meta(headers: Headers) -> tuple[int, dict[str, Any]]:
@@ -50,15 +50,21 @@ def _octet_meta(headers: Headers) -> dict[str, Any]:
     return {"dtype": dt.str, "shape": dims}
 
 
+def size_of(raw: bytes) -> int | None:
+    """A Content-Length value as a number of bytes; None when it is not one."""
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
 def content_length(headers: Headers) -> int | None:
     """The declared body size, None for a body of unknown length (chunked)."""
     raw = headers.get(b"content-length")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    size = size_of(raw)
+    if size is None:
         raise bad(f"Content-Length {raw.decode('latin-1')!r} is not valid; send the body "
                   "size in bytes as a non-negative integer")
-    return int(raw)
+    return size
 
 
 def looks_like_json(meta: dict[str, Any], body: Any) -> bool:
@@ -70,8 +76,8 @@ def looks_like_json(meta: dict[str, Any], body: Any) -> bool:
 def validate(kind: int, body: Any, meta: dict[str, Any], model: Any) -> None:
     """The body checks of each kind; ``Refused`` (400 / 415 / 422) when malformed."""
     if model is not None and kind != P.JSON:
-        raise Refused(json_error(415, f"this route takes a JSON body ({model.__name__}); send "
-                                      "it with Content-Type: application/json"))
+        raise Refused(415, f"this route takes a JSON body ({model.__name__}); send it with "
+                           "Content-Type: application/json")
     try:
         if kind == P.JSON:
             _check_json(body, model)
@@ -88,8 +94,7 @@ def validate(kind: int, body: Any, meta: dict[str, Any], model: Any) -> None:
         raise bad(str(exc)) from None
     except ValueError as exc:  # pydantic.ValidationError
         errors = exc.errors(include_url=False) if hasattr(exc, "errors") else str(exc)
-        raise Refused(Reply(P.ERROR, 422, P.CT_JSON, b"", orjson.dumps(
-            {"detail": errors}, default=str))) from None
+        raise Refused(422, errors) from None
     except Exception as exc:  # a parser tripped over input it did not foresee
         log.warning("refused a malformed request body (%s)", type(exc).__name__, exc_info=exc)
         raise bad(f"the request body could not be read as {_KIND_NAMES.get(kind, 'sent')}"

@@ -28,6 +28,7 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .checks import size_of
 from .guard import APP, BODY, HEADERS, IDLE, Guard
 
 READ_SIZE = 256 * 1024
@@ -255,7 +256,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     """The declared length, None for a body of unknown length (chunked), 0 if none."""
     for name, value in headers:
         if name == b"content-length":
-            return int(value) if value.isdigit() and len(value) <= 18 else 0
+            return size_of(value) or 0  # (the app answers a bad one with a 400)
         if name == b"transfer-encoding":
             return None
     return 0

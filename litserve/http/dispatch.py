@@ -212,8 +212,3 @@ class Dispatcher:
             arena.close()
         for part in (self.requests, self.done):
             part.close()
-
-
-def board(plan: Plan) -> P.Board:
-    return P.Board(plan.name(P.board_role()))
-

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from .. import protocol as P
 from ..config import Plan
 from ..ipc import Arena, SlotTable
-from .replies import Busy, Refused, json_error
+from .replies import Busy, Refused
 
 WAIT_POLL_S = 0.002  # how often a request waiting for room looks again
 GROW_MIN = 1 << 20  # the first arena block of a body of unknown length
@@ -53,8 +53,8 @@ class Hold:
 
 
 def too_large(size: int, limit: int) -> Refused:
-    return Refused(json_error(413, f"request body of {size} bytes exceeds this server's "
-                                   f"limit of {limit} bytes (LitServer(max_payload_size=...))"))
+    return Refused(413, f"request body of {size} bytes exceeds this server's limit of "
+                        f"{limit} bytes (LitServer(max_payload_size=...))")
 
 
 class Intake:
@@ -121,10 +121,10 @@ class Intake:
         return "the request arena is full"
 
     # -- writing ------------------------------------------------------------------------
-    def view(self, hold: Hold, start: int = 0, end: int | None = None) -> memoryview:
-        """The hold's body bytes [start, end) (default: what was written)."""
-        stop = hold.filled if end is None else end
-        return self.arena.buf[hold.body_at + start : hold.body_at + stop]
+    def view(self, hold: Hold, length: int | None = None) -> memoryview:
+        """The hold's first ``length`` body bytes (default: what was written)."""
+        stop = hold.filled if length is None else length
+        return self.arena.buf[hold.body_at : hold.body_at + stop]
 
     def write(self, hold: Hold, chunk: bytes | bytearray) -> None:
         """Append ``chunk`` to the body, growing the block up to the limit (413 past it;

@@ -22,24 +22,22 @@ class Reply:
 
 
 def json_error(status: int, detail: Any, headers: bytes = b"") -> Reply:
-    return Reply(P.ERROR, status, P.CT_JSON, headers, orjson.dumps({"detail": detail}))
-
-
-def busy(detail: str) -> Reply:
-    """A 503 that says when to come back."""
-    return json_error(503, detail, b"retry-after: %d\r\n" % RETRY_AFTER_S)
+    return Reply(P.ERROR, status, P.CT_JSON, headers,
+                 orjson.dumps({"detail": detail}, default=str))
 
 
 class Refused(Exception):
-    """The request cannot go on; ``reply`` is the answer (a 4xx, or a 503)."""
+    """The request cannot go on: answer ``status`` with ``detail`` (and header lines),
+    in the shape of the route that refuses it (``Route.refusal``)."""
 
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.status)
-        self.reply = reply
+    def __init__(self, status: int, detail: Any, headers: bytes = b"") -> None:
+        super().__init__(status, detail)
+        self.status, self.detail, self.headers = status, detail, headers
 
 
-class Busy(Exception):
-    """No slot, arena space or ring cell within the bounded wait (503)."""
+class Busy(Refused):
+    """No slot, arena space or ring cell within the bounded wait: a 503 that says when
+    to come back."""
 
-    def reply(self) -> Reply:
-        return busy(str(self))
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, detail, b"retry-after: %d\r\n" % RETRY_AFTER_S)
