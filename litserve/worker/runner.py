@@ -382,9 +382,7 @@ class Runner:
         """Post one record of the job's output.  ``parts`` is consumed: emptied once its
         bytes are written.  Before a FINAL record the job's inputs are let go."""
         if not self._front_alive(job.link.key):
-            parts.clear()
-            if kind in FINAL:
-                self._let_go(job)
+            self._written(job, kind, parts)
             return None  # its front died: the output has nowhere to go
         size = sum(memoryview(p).nbytes for p in parts)
         rec = job.rec
@@ -400,13 +398,18 @@ class Runner:
                 return self._post(job, P.ERROR, 500, enc.ctype, b"", enc.parts)
             inline = b""
             self.out.lend(block, job.link.tag)
-        parts.clear()
-        if kind in FINAL:
-            self._let_go(job)  # the front may reuse the request's block once it sees this
+        self._written(job, kind, parts)
         done = P.Completion(self.j, self.gen, kind, status, rec.slot, rec.seq, block, size,
                             len(meta), ctype, inline)
         job.link.done.put(done.pack(), timeout=self.plan.queue_wait * 6)
         return None
+
+    def _written(self, job: Job, kind: int, parts: list[Any]) -> None:
+        """The record's bytes are out of ``parts``: drop them, and before a FINAL record
+        let the job's inputs go (the front may reuse the request's block once it sees it)."""
+        parts.clear()
+        if kind in FINAL:
+            self._let_go(job)
 
     @staticmethod
     def _let_go(job: Job) -> None:
