@@ -49,7 +49,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .ipc import _shm
+from .ipc.ring import unlink as ring_unlink
 from .ipc.segment import Segment
+from .ipc.segment import unlink as segment_unlink
 
 NO_BLOCK = (1 << 64) - 1
 CELL_SIZE = 256
@@ -213,22 +215,59 @@ class Board:
 
 
 # -- names of every segment, by role -------------------------------------------------
-def request_ring_role() -> str:
-    return "req"
+# Each role's names in one typed record: the process of that role creates them, and
+# the same role's recovery code (``litserve.http.recovery``, ``litserve.worker.recovery``)
+# removes them when that process died.  ``name`` is ``Plan.name`` (role -> POSIX name).
+Namer = Callable[[str], str]
 
 
-def board_role() -> str:
-    return "ctl"
+@dataclass(frozen=True, slots=True)
+class ServerNames:
+    """What the supervisor creates: the control board and the shared request ring."""
+
+    board: str
+    requests: str
+
+    @classmethod
+    def of(cls, name: Namer) -> ServerNames:
+        return cls(name("ctl"), name("req"))
 
 
-def front_roles(i: int, gen: int) -> tuple[str, str, str]:
-    """(arena, slot table, completion ring) roles of front slot i, generation gen."""
-    return f"f{i}.{gen}.arena", f"f{i}.{gen}.slots", f"f{i}.{gen}.done"
+@dataclass(frozen=True, slots=True)
+class FrontNames:
+    """What front slot ``i`` of generation ``gen`` creates: its request arena, its slot
+    table and its completion ring."""
+
+    arena: str
+    slots: str
+    done: str
+
+    @classmethod
+    def of(cls, name: Namer, i: int, gen: int) -> FrontNames:
+        return cls(name(f"f{i}.{gen}.arena"), name(f"f{i}.{gen}.slots"),
+                   name(f"f{i}.{gen}.done"))
+
+    def unlink(self) -> None:
+        segment_unlink(self.arena)
+        segment_unlink(self.slots)
+        ring_unlink(self.done)
 
 
-def worker_roles(j: int, gen: int) -> tuple[str, str]:
-    """(out-arena, release ring) roles of worker slot j, generation gen."""
-    return f"w{j}.{gen}.out", f"w{j}.{gen}.rel"
+@dataclass(frozen=True, slots=True)
+class WorkerNames:
+    """What worker slot ``j`` of generation ``gen`` creates: its response arena and the
+    ring on which fronts hand its blocks back."""
+
+    out: str
+    releases: str
+
+    @classmethod
+    def of(cls, name: Namer, j: int, gen: int) -> WorkerNames:
+        return cls(name(f"w{j}.{gen}.out"), name(f"w{j}.{gen}.rel"))
+
+    def unlink(self) -> None:
+        segment_unlink(self.out)
+        ring_unlink(self.releases)
 
 
 # A release record (front -> worker): the block's offset in the worker's out-arena and

@@ -1,12 +1,15 @@
 """The supervisor: creates the shared memory, starts fronts and workers, restarts
 the ones that die, and shuts everything down on SIGINT / SIGTERM.
 
+It decides *when* a dead process's leftovers are repaired and *which* process replaces
+it; *what* a dead front or worker left, and its repair, is that role's own code
+(``litserve.http.recovery``, ``litserve.worker.recovery``).
+
 Signal handlers only record the signal and wake the main loop through a pipe.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -15,15 +18,18 @@ import signal
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from . import protocol as P
 from .config import Plan
 from .errors import StartupError
+from .http import recovery as front_recovery
 from .http.front import front_main
-from .ipc import Ring, ring, segment
+from .ipc import Ring
 from .ipc.errors import IPCError
 from .ipc.janitor import Janitor, sweep
+from .worker import recovery as worker_recovery
 from .worker.main import worker_main
 
 log = logging.getLogger("litserve")
@@ -56,7 +62,6 @@ class Supervisor:
         self.deaths: deque[float] = deque()  # when processes died, within the window
         self.stop_signal: int | None = None
         self._wake_r, self._wake_w = os.pipe()
-        self._done_rings: dict[int, Ring] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -90,9 +95,9 @@ class Supervisor:
 
     def _create(self) -> None:
         plan = self.plan
-        self.board = P.Board(plan.name(P.board_role()), plan.workers, plan.fronts, create=True)
-        self.requests = Ring(plan.name(P.request_ring_role()), plan.request_ring_cells,
-                             P.CELL_SIZE, create=True)
+        names = P.ServerNames.of(plan.name)
+        self.board = P.Board(names.board, plan.workers, plan.fronts, create=True)
+        self.requests = Ring(names.requests, plan.request_ring_cells, P.CELL_SIZE, create=True)
 
     def _start(self) -> None:
         for i in range(self.plan.fronts):
@@ -168,97 +173,42 @@ class Supervisor:
         return True
 
     def _restart(self, j: int, code: int) -> bool:
+        """Replace dead worker j; its own recovery code repairs what it left."""
         if not self._budget_left():
             return False
         log.error("litserve: worker %d died (exit code %s); failing its requests and restarting",
                   j, code)
-        old = self.gens[j]
-        self._repair_rings()
-        for i in range(self.plan.fronts):
-            self._notify_front(i, j, old)
-        out, rel = (self.plan.name(role) for role in P.worker_roles(j, old))
-        segment.unlink(out)
-        ring.unlink(rel)
+        old, pid = self.gens[j], self.workers[j].pid
+        self._recover("worker", j, lambda: worker_recovery.after_death(
+            self.plan, self.board, self.requests, j, old, pid))
         self.gens[j] = old + 1
         self.workers[j] = self._spawn_worker(j)
         return True
 
     def _restart_front(self, i: int, code: int) -> bool:
-        """Replace dead front i.  Its connections and open requests are lost (their
-        clients see the connection close); the workers must not stall on what it left
-        half done, nor keep response blocks it never handed back."""
+        """Replace dead front i.  First its next generation goes on the board: workers skip
+        the old one's requests from then on and free the response blocks it held (releases
+        name the front they come from, so a late one can never free a block lent since);
+        then its own recovery code repairs what it left."""
         if not self._budget_left():
             return False
         log.error("litserve: HTTP front %d died (exit code %s); restarting it", i, code)
-        old = self.front_gens[i]
-        # A new generation: workers skip the old one's requests from now on and free the
-        # response blocks it held (releases name the front they come from, so a late one
-        # can never free a block lent since).
+        old, pid = self.front_gens[i], self.fronts[i].pid
         self.front_gens[i] = old + 1
         self.board.set_front(i, old + 1, P.STARTING)
-        # A cell it claimed on a ring but never published would stop every consumer there.
-        ignore = P.RequestRecord(i, 0, P.IGNORE, old, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0).pack()
-        if self.requests.fill_abandoned(ignore):
-            log.warning("litserve: filled a request-ring cell the dead front held")
-        nothing = P.RELEASE.pack(P.NO_BLOCK, 0, 0)
-        for j in range(self.plan.workers):
-            try:
-                releases = Ring(self.plan.name(P.worker_roles(j, self.gens[j])[1]))
-            except IPCError:
-                continue  # that worker is starting; its ring is new
-            try:
-                releases.fill_abandoned(nothing)
-            finally:
-                releases.close()
-        arena, slots, done_name = (self.plan.name(r) for r in P.front_roles(i, old))
-        done = self._done_rings.pop(i, None)
-        if done is None:
-            with contextlib.suppress(IPCError):  # (none if it died before making it)
-                done = Ring(done_name)
-        if done is not None:
-            while done.try_get() is not None:  # frees a worker waiting for space in it
-                pass
-            done.close()
-        segment.unlink(arena)
-        segment.unlink(slots)
-        ring.unlink(done_name)
+        self._recover("HTTP front", i, lambda: front_recovery.after_death(
+            self.plan, self.board, self.requests, i, old, pid))
         self.fronts[i] = self._spawn_front(i)
         return True
 
-    def _repair_rings(self) -> None:
-        """Undo what a worker killed inside a ring operation left half done: a request
-        cell it claimed but never released, a completion cell it claimed but never
-        published (filled with a NOOP record)."""
-        if self.requests.release_abandoned():
-            log.warning("litserve: freed a request-ring cell the dead worker held")
-        noop = P.Completion(0, 0, P.NOOP, 0, 0, 0, P.NO_BLOCK, 0, 0, 0).pack()
-        for i in range(self.plan.fronts):
-            try:
-                done = self._done_ring(i)
-                if done is not None and done.fill_abandoned(noop):
-                    log.warning("litserve: filled a completion cell the dead worker held")
-            except IPCError as exc:
-                log.error("litserve: could not check front %d's completion ring: %s", i, exc)
-
-    def _done_ring(self, i: int) -> Ring | None:
-        """Front i's completion ring; None while that front is (re)starting."""
-        done = self._done_rings.get(i)
-        if done is None:
-            gen, state = self.board.front(i)
-            if state != P.READY:
-                return None  # it has no request of the dead worker: nothing to repair
-            done = self._done_rings[i] = Ring(self.plan.name(P.front_roles(i, gen)[2]))
-        return done
-
-    def _notify_front(self, i: int, j: int, gen: int) -> None:
+    @staticmethod
+    def _recover(role: str, index: int, repair: Callable[[], None]) -> None:
+        """Run a role's repair; a failure of it is logged, and the replacement starts all
+        the same (its peers' deadlines bound what the repair left undone)."""
         try:
-            done = self._done_ring(i)
-            if done is None:
-                return
-            rec = P.Completion(j, gen, P.WORKER_DIED, 500, 0, 0, P.NO_BLOCK, 0, 0, 0)
-            done.put(rec.pack(), timeout=1.0)
-        except IPCError as exc:
-            log.error("litserve: could not tell front %d that worker %d died: %s", i, j, exc)
+            repair()
+        except Exception:
+            log.exception("litserve: the repair after %s %d died failed", role, index)
 
     # -- shutdown ---------------------------------------------------------------------------
     def _shutdown(self) -> None:
@@ -276,8 +226,6 @@ class Supervisor:
             except IPCError:
                 break
         _join(live, 3.0)
-        for ring_ in self._done_rings.values():
-            ring_.close()
         self.requests.close()
         self.board.close()
 

@@ -90,7 +90,7 @@ class Front:
     def __init__(self, plan: Plan, index: int, apis: list[LitAPI], specs: list[Any],
                  gen: int = 0) -> None:
         self.plan, self.index, self.gen = plan, index, gen
-        self.board = P.Board(plan.name(P.board_role()))
+        self.board = P.Board(P.ServerNames.of(plan.name).board)
         self.intake = Intake(plan, index, gen, self.board)
         self.dispatch = Dispatcher(plan, index, self.intake, gen)
         self.guard = Guard(plan.header_timeout, plan.body_timeout)

@@ -62,9 +62,9 @@ class Dispatcher:
         self.plan, self.index, self.gen = plan, index, gen
         self.intake = intake
         self.slots = intake.slots
-        done = plan.name(P.front_roles(index, gen)[2])
+        done = P.FrontNames.of(plan.name, index, gen).done
         self.done = Ring(done, plan.completion_ring_cells, P.CELL_SIZE, create=True)
-        self.requests = Ring(plan.name(P.request_ring_role()))
+        self.requests = Ring(P.ServerNames.of(plan.name).requests)
         self.pending: dict[int, Pending] = {}
         self.outs: dict[tuple[int, int], tuple[Arena, Ring]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -158,8 +158,8 @@ class Dispatcher:
                 arena, ring = self.outs.pop(old)
                 ring.close()
                 arena.close()
-            names = [self.plan.name(r) for r in P.worker_roles(worker, gen)]
-            out = self.outs[key] = (Arena(names[0]), Ring(names[1]))
+            names = P.WorkerNames.of(self.plan.name, worker, gen)
+            out = self.outs[key] = (Arena(names.out), Ring(names.releases))
         return out
 
     def _deliver(self, items: list[tuple[P.Completion, Reply | None]]) -> None:

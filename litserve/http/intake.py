@@ -63,7 +63,8 @@ class Intake:
     def __init__(self, plan: Plan, index: int, gen: int, board: P.Board) -> None:
         self.index = index
         self._write_usage = board.front_usage_writer(index)
-        arena, slots, _ = (plan.name(r) for r in P.front_roles(index, gen))
+        names = P.FrontNames.of(plan.name, index, gen)
+        arena, slots = names.arena, names.slots
         self.arena = Arena(arena, plan.request_arena_bytes, create=True)
         try:
             self.slots = SlotTable(slots, plan.slots_per_front, create=True)

@@ -260,6 +260,10 @@ class Ring:
                 freed += 1
         return freed
 
+    def repair(self, dead: object = (), filler: bytes = b"") -> int:
+        """Repair what dead peers left half done on either side (both guesses above)."""
+        return self.fill_abandoned(filler) + self.release_abandoned()
+
     def _cell(self, pos: int) -> int:
         return OFF_CELLS + (pos & self._mask) * self.cell_size
 

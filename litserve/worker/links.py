@@ -21,11 +21,11 @@ class FrontLink:
     def __init__(self, plan: Plan, i: int, gen: int) -> None:
         self.key = (i, gen)
         self.tag = P.lend_tag(i, gen)  # how its releases name it
-        arena, slots, done = (plan.name(r) for r in P.front_roles(i, gen))
-        self.arena = Arena(arena, keep_fd=True)
+        names = P.FrontNames.of(plan.name, i, gen)
+        self.arena = Arena(names.arena, keep_fd=True)
         try:
-            self.slots = SlotTable(slots)
-            self.done = Ring(done)
+            self.slots = SlotTable(names.slots)
+            self.done = Ring(names.done)
         except BaseException:
             self.arena.close()
             raise
@@ -44,9 +44,14 @@ class OutArena:
     """
 
     def __init__(self, plan: Plan, j: int, gen: int) -> None:
-        out, rel = (plan.name(r) for r in P.worker_roles(j, gen))
-        self.arena = Arena(out, plan.response_arena_bytes, create=True)
-        self.releases = Ring(rel, plan.release_ring_cells, P.RELEASE_CELL, create=True)
+        names = P.WorkerNames.of(plan.name, j, gen)
+        self.arena = Arena(names.out, plan.response_arena_bytes, create=True)
+        try:
+            self.releases = Ring(names.releases, plan.release_ring_cells, P.RELEASE_CELL,
+                                 create=True)
+        except BaseException:
+            self.arena.close()
+            raise
         self.wait = plan.queue_wait * 6
         self.lent: dict[int, tuple[int, int]] = {}
 

@@ -24,7 +24,7 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     die_with_parent(parent, signal.SIGKILL)  # the supervisor is already gone
     logging.basicConfig(level=plan.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
-    board = P.Board(plan.name(P.board_role()))
+    board = P.Board(P.ServerNames.of(plan.name).board)
     device = plan.devices[j]
     try:
         _use_device(device)

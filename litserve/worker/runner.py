@@ -108,8 +108,9 @@ class Runner:
                  ) -> None:
         self.plan, self.j, self.gen = plan, j, gen
         self.apis = [Api(a, o, s) for a, o, s in zip(apis, plan.routes, specs, strict=True)]
-        self.board = P.Board(plan.name(P.board_role()))
-        self.requests = Ring(plan.name(P.request_ring_role()))
+        server = P.ServerNames.of(plan.name)
+        self.board = P.Board(server.board)
+        self.requests = Ring(server.requests)
         self.out = OutArena(plan, j, gen)
         self.fronts: dict[tuple[int, int], FrontLink] = {}
 

@@ -158,18 +158,23 @@ def serve(apis: str, **server_kwargs: Any) -> Iterator[Server]:
         assert code == 0, f"server exited with {code}:\n{server.output}"
 
 
+def shm_name(server: Server, role: str) -> str:
+    """The POSIX name of one of the server's segments (``role`` as in litserve.protocol,
+    e.g. ``f0.0.slots``), or "" while it does not exist."""
+    token = f"lsv_{server.proc.pid:x}"
+    entry = next((e for e in names.leftovers() if e.startswith(token) and e.endswith(role)),
+                 "")
+    return "/" + entry if entry else ""
+
+
 def slot_table(server: Server) -> SlotTable:
     """Attach to front 0's slot table, to watch request states from outside."""
-    token = f"lsv_{server.proc.pid:x}"
-    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.0.slots"))
-    return SlotTable("/" + entry)
+    return SlotTable(shm_name(server, "f0.0.slots"))
 
 
 def board(server: Server) -> Board:
     """Attach to the server's control board."""
-    token = f"lsv_{server.proc.pid:x}"
-    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("ctl"))
-    return Board("/" + entry)
+    return Board(shm_name(server, "ctl"))
 
 
 def front_usage(server: Server, front: int = 0) -> tuple[int, int]:

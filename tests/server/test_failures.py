@@ -162,7 +162,7 @@ def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_pa
             assert stuck.result(timeout=20).json()["tag"] == "behind"
         wait_for(lambda: server.health() == 200, 30, "the replacement worker")
         assert server.post(json={"tag": "after"}).json()["tag"] == "after"
-        assert "filled a completion cell the dead worker held" in server.output
+        assert "filled completion cells dead worker 0 held" in server.output
 
 
 @pytest.mark.parametrize("reuse_port", [True, False])
