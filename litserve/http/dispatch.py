@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections import deque
 
 from .. import protocol as P
 from ..config import Plan
 from ..ipc import Arena, Ring, RingFull
-from ..ipc.errors import SegmentNotFound
+from ..ipc.errors import IPCError, SegmentNotFound
 from ..ipc.slots import POSTED
 from .intake import Hold, Intake
 from .replies import Reply
 
 log = logging.getLogger("litserve.front")
+EXIT_COMPLETIONS = 70  # exit code of a front whose completion thread failed
 
 
 class Pending:
@@ -112,25 +114,40 @@ class Dispatcher:
 
     # -- completions (thread, then event loop) -----------------------------------------
     def _drain(self) -> None:
-        while True:
-            batch = [self.done.get(None)]
-            while len(batch) < 256 and (more := self.done.try_get()) is not None:
-                batch.append(more)
-            items = []
-            stop = False
-            for body in batch:
+        """The completion thread.  A record it cannot handle is logged and dropped (its
+        request still ends: at its worker's WORKER_DIED, or at its deadline); if the ring
+        itself fails, the front exits so that the supervisor replaces it, rather than
+        answer nothing but 504s while /health says ok."""
+        try:
+            while self._drain_once():
+                pass
+        except BaseException:
+            log.critical("the completion thread failed; this front exits", exc_info=True)
+            os._exit(EXIT_COMPLETIONS)
+
+    def _drain_once(self) -> bool:
+        """Hand one batch of completions to the event loop; False after the WAKE record."""
+        batch = [self.done.get(None)]
+        while len(batch) < 256 and (more := self.done.try_get()) is not None:
+            batch.append(more)
+        items = []
+        go_on = True
+        for body in batch:
+            try:
                 c = P.Completion.unpack(body)
                 if c.kind == P.WAKE:
-                    stop = True
-                    continue
-                if c.kind == P.NOOP:
-                    continue
-                items.append((c, self._read(c)))
-            if items:
-                assert self.loop is not None
-                self.loop.call_soon_threadsafe(self._deliver, items)
-            if stop:
-                return
+                    go_on = False
+                elif c.kind != P.NOOP:
+                    items.append((c, self._read(c)))
+            except IPCError as exc:  # e.g. the out-arena of a worker that died since
+                log.warning("dropped a completion record: %s", exc)
+            except Exception:
+                log.exception("dropped a completion record that could not be read: %r",
+                              body[: P.HEADER_SIZE])
+        if items:
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(self._deliver, items)
+        return go_on
 
     def _read(self, c: P.Completion) -> Reply | None:
         if c.kind == P.WORKER_DIED:
@@ -159,25 +176,39 @@ class Dispatcher:
                 ring.close()
                 arena.close()
             names = P.WorkerNames.of(self.plan.name, worker, gen)
-            out = self.outs[key] = (Arena(names.out), Ring(names.releases))
+            arena = Arena(names.out)
+            try:
+                out = self.outs[key] = (arena, Ring(names.releases))
+            except BaseException:
+                arena.close()
+                raise
         return out
 
     def _deliver(self, items: list[tuple[P.Completion, Reply | None]]) -> None:
         for c, reply in items:
-            if reply is None:
-                self._worker_died(c.worker)
-                continue
-            pending = self.pending.get(c.slot)
-            if pending is None or pending.seq != c.seq:
-                continue  # already ended (e.g. failed when its worker died)
-            if c.kind in (P.RESULT, P.END, P.ERROR):
-                self._end(pending)
-            if not pending.abandoned:
-                pending.push(reply)
+            try:
+                self._deliver_one(c, reply)
+            except Exception:
+                log.exception("dropped a completion (kind %d, slot %d) that could not be "
+                              "delivered", c.kind, c.slot)
 
-    def _worker_died(self, worker: int) -> None:
+    def _deliver_one(self, c: P.Completion, reply: Reply | None) -> None:
+        if reply is None:
+            self._worker_died(c.worker, c.gen)
+            return
+        pending = self.pending.get(c.slot)
+        if pending is None or pending.seq != c.seq:
+            return  # already ended (e.g. failed when its worker died)
+        if c.kind in (P.RESULT, P.END, P.ERROR):
+            self._end(pending)
+        if not pending.abandoned:
+            pending.push(reply)
+
+    def _worker_died(self, worker: int, gen: int) -> None:
+        """Fail what generation ``gen`` of ``worker`` claimed (not what its replacement
+        claimed since), and post again what it took off the ring unclaimed."""
         body = b'{"detail":"the worker running this request died; it was restarted"}'
-        for slot, seq in self.slots.claimed_by(worker):
+        for slot, seq in self.slots.claimed_by(worker, gen):
             pending = self.pending.get(slot)
             if pending is None or pending.seq != seq:
                 continue

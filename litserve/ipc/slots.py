@@ -3,9 +3,14 @@ never handed to a worker and a claimed one is never freed under it.
 
 One table per owner (an HTTP front).  Each slot is one 64-bit state word:
 
-    bits 63..16  seq     the owner's request number, unique per table (never reused)
-    bits 15..4   holder  worker id + 1 of the claimer, 0 when unclaimed
+    bits 63..30  seq     the owner's request number mod 2**34, unique per table for
+                         17 billion requests (it only has to outlive a descriptor)
+    bits 29..14  gen     generation (mod 2**16) of the claiming worker, 0 when unclaimed
+    bits 13..4   holder  worker id + 1 of the claimer, 0 when unclaimed
     bits  3..0   state   FREE 0, POSTED 1, CLAIMED 2, CANCELLED 3, ABANDONED 4
+
+The claimer is named by worker id *and* generation, so when a dead worker's requests
+are failed, a replacement of the same id that already claimed requests keeps them.
 
 Transitions (who: how):
     FREE -> POSTED        owner: store, before its descriptor goes on the request ring
@@ -36,18 +41,28 @@ from .segment import Segment
 FREE, POSTED, CLAIMED, CANCELLED, ABANDONED = 0, 1, 2, 3, 4
 MAGIC = 0x6C73765F736C6F74
 HEADER = 64
-MAX_WORKERS = (1 << 12) - 2
+MAX_WORKERS = (1 << 10) - 2
+SEQ_BITS = 34
+SEQ_MASK = (1 << SEQ_BITS) - 1
+GEN_MASK = 0xFFFF
 
 load64, store64, cas64 = _shm.load64, _shm.store64, _shm.cas64
 
 
-def word(seq: int, state: int, holder: int = 0) -> int:
-    return (seq << 16) | ((holder + 1 if state == CLAIMED else 0) << 4) | state
+def word(seq: int, state: int, holder: int = 0, gen: int = 0) -> int:
+    if state != CLAIMED:
+        return (seq << 30) | state
+    return (seq << 30) | ((gen & GEN_MASK) << 14) | ((holder + 1) << 4) | state
 
 
 def unpack(value: int) -> tuple[int, int, int]:
     """(seq, holder worker id or -1, state) of a state word."""
-    return value >> 16, ((value >> 4) & 0xFFF) - 1, value & 0xF
+    return value >> 30, ((value >> 4) & 0x3FF) - 1, value & 0xF
+
+
+def holder_gen(value: int) -> int:
+    """The generation (mod 2**16) of the worker that holds the slot of ``value``."""
+    return (value >> 14) & GEN_MASK
 
 
 class SlotTable:
@@ -90,7 +105,7 @@ class SlotTable:
             slot = self._free.popleft()
         except IndexError:  # another thread took the last one
             return None
-        return slot, next(self._seqs)
+        return slot, next(self._seqs) & SEQ_MASK
 
     def unacquire(self, slot: int) -> None:
         """Hand back a slot from ``acquire`` that was never posted (it is still FREE)."""
@@ -129,12 +144,15 @@ class SlotTable:
         else:
             self.release(slot)
 
-    def claimed_by(self, worker: int) -> list[tuple[int, int]]:
-        """(slot, seq) of every request that ``worker`` claimed and has not finished."""
+    def claimed_by(self, worker: int, gen: int) -> list[tuple[int, int]]:
+        """(slot, seq) of every request that generation ``gen`` of ``worker`` claimed and
+        has not finished (a later generation's claims are not among them)."""
         found = []
         for slot in range(self.count):
-            seq, holder, state = unpack(load64(self._buf, HEADER + 8 * slot))
-            if state in (CLAIMED, ABANDONED) and holder == worker:
+            value = load64(self._buf, HEADER + 8 * slot)
+            seq, holder, state = unpack(value)
+            if (state in (CLAIMED, ABANDONED) and holder == worker
+                    and holder_gen(value) == gen & GEN_MASK):
                 found.append((slot, seq))
         return found
 
@@ -142,25 +160,27 @@ class SlotTable:
         """CLAIMED -> ABANDONED (holder kept); False unless ``seq`` is claimed now."""
         off = self._off(slot)
         current = load64(self._buf, off)
-        if current >> 16 != seq or current & 0xF != CLAIMED:
+        if current >> 30 != seq or current & 0xF != CLAIMED:
             return False
         return cas64(self._buf, off, current, (current & ~0xF) | ABANDONED)
 
     def abandoned(self, slot: int, seq: int) -> bool:
         """Whether the owner gave up on request ``seq`` (worker side, one atomic load)."""
         current = load64(self._buf, self._off(slot))
-        return current >> 16 != seq or current & 0xF == ABANDONED
+        return current >> 30 != seq or current & 0xF == ABANDONED
 
     @property
     def in_use(self) -> int:
         return self.count - len(self._free)
 
     # -- worker -----------------------------------------------------------------
-    def claim(self, slot: int, seq: int, worker: int) -> bool:
-        """POSTED -> CLAIMED by ``worker``; False if cancelled or already reused."""
+    def claim(self, slot: int, seq: int, worker: int, gen: int = 0) -> bool:
+        """POSTED -> CLAIMED by generation ``gen`` of ``worker``; False if cancelled or
+        already reused."""
         if not 0 <= worker <= MAX_WORKERS:
             raise ValueError(f"worker={worker} outside 0..{MAX_WORKERS}")
-        return cas64(self._buf, self._off(slot), word(seq, POSTED), word(seq, CLAIMED, worker))
+        return cas64(self._buf, self._off(slot), word(seq, POSTED),
+                     word(seq, CLAIMED, worker, gen))
 
     def state(self, slot: int) -> tuple[int, int, int]:
         return unpack(load64(self._buf, self._off(slot)))

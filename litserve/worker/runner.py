@@ -145,7 +145,7 @@ class Runner:
                 link = self.fronts[key] = FrontLink(self.plan, *key)
             except IPCError:
                 return None  # the front died (and was swept) since we looked
-        if not link.slots.claim(rec.slot, rec.seq, self.j):
+        if not link.slots.claim(rec.slot, rec.seq, self.j, self.gen):
             return None  # cancelled (client gone / deadline) before we got to it
         return Job(rec, link, {})
 

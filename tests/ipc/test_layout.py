@@ -196,15 +196,15 @@ def test_slot_table_header_and_word_layout(name):
         assert table._seg.size == 64 + 3 * 8
         slot, seq = table.acquire()
         table.post(slot, seq)
-        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 16) | 1
-        assert table.claim(slot, seq, worker=5)
-        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 16) | (6 << 4) | 2
+        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 30) | 1
+        assert table.claim(slot, seq, worker=5, gen=9)
+        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 30) | (9 << 14) | (6 << 4) | 2
         table.release(slot)
         assert U64.unpack_from(buf, 64 + 8 * slot)[0] == 0
         slot, seq = table.acquire()
         table.post(slot, seq)
         assert table.cancel(slot, seq)
-        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 16) | 3
+        assert U64.unpack_from(buf, 64 + 8 * slot)[0] == (seq << 30) | 3
         table.release(slot)
     finally:
         table.close()
@@ -214,10 +214,10 @@ def test_slot_table_header_and_word_layout(name):
 def test_slot_word_written_by_struct_is_read_by_the_table(name):
     table = SlotTable(name("slots"), 2, create=True)
     try:
-        U64.pack_into(table._buf, 64 + 8, (77 << 16) | (4095 << 4) | 2)
+        U64.pack_into(table._buf, 64 + 8, (77 << 30) | (3 << 14) | (1023 << 4) | 2)
         assert table.state(1) == (77, slots_mod.MAX_WORKERS, slots_mod.CLAIMED)
-        assert table.claimed_by(slots_mod.MAX_WORKERS) == [(1, 77)]
-        U64.pack_into(table._buf, 64 + 8, (78 << 16) | 1)
+        assert table.claimed_by(slots_mod.MAX_WORKERS, 3) == [(1, 77)]
+        U64.pack_into(table._buf, 64 + 8, (78 << 30) | 1)
         assert table.claim(1, 78, worker=0)
         assert slots_mod.unpack(U64.unpack_from(table._buf, 72)[0]) == (78, 0, slots_mod.CLAIMED)
     finally:
@@ -226,11 +226,12 @@ def test_slot_word_written_by_struct_is_read_by_the_table(name):
 
 
 def test_slot_word_helpers_round_trip():
-    for seq in (0, 1, 2**47, 2**48 - 1):
+    for seq in (0, 1, 2**33, slots_mod.SEQ_MASK):
         for worker in (0, 1, slots_mod.MAX_WORKERS):
-            value = slots_mod.word(seq, slots_mod.CLAIMED, worker)
+            value = slots_mod.word(seq, slots_mod.CLAIMED, worker, 0xFFFF)
             assert value < 2**64
             assert slots_mod.unpack(value) == (seq, worker, slots_mod.CLAIMED)
+            assert slots_mod.holder_gen(value) == 0xFFFF
         for state in (slots_mod.FREE, slots_mod.POSTED, slots_mod.CANCELLED):
             assert slots_mod.unpack(slots_mod.word(seq, state)) == (seq, -1, state)
 

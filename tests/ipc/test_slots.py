@@ -14,6 +14,7 @@ from ipc_children import DONE, REQ, STOP, claimer
 from ipc_support import recv
 
 from litserve.ipc import Arena, IPCError, Ring, SegmentNotFound, SlotTable
+from litserve.ipc import slots as slots_mod
 from litserve.ipc.slots import ABANDONED, CANCELLED, CLAIMED, FREE, MAX_WORKERS, POSTED
 
 
@@ -29,11 +30,12 @@ def test_claim_then_release(table):
     slot, seq = table.acquire()
     table.post(slot, seq)
     assert table.state(slot) == (seq, -1, POSTED)
-    assert table.claim(slot, seq, worker=3)
+    assert table.claim(slot, seq, worker=3, gen=7)
     assert table.state(slot) == (seq, 3, CLAIMED)
     assert not table.claim(slot, seq, worker=4), "claimed twice"
     assert not table.cancel(slot, seq), "cancelled after a claim"
-    assert table.claimed_by(3) == [(slot, seq)]
+    assert table.claimed_by(3, 7) == [(slot, seq)]
+    assert table.claimed_by(3, 6) == [], "another generation of worker 3 holds nothing"
     table.release(slot)
     assert table.state(slot) == (0, -1, FREE) and table.in_use == 0
 
@@ -164,7 +166,7 @@ def test_claim_then_cancel_fails_and_abandon_marks_it(table):
     assert table.abandon(slot, seq)
     assert table.abandoned(slot, seq)
     assert table.state(slot) == (seq, 5, ABANDONED)  # the holder is kept ...
-    assert table.claimed_by(5) == [(slot, seq)]  # ... so a dead worker's requests are found
+    assert table.claimed_by(5, 0) == [(slot, seq)]  # ... so a dead worker's requests are found
     assert not table.abandon(slot, seq + 1), "only the current request can be abandoned"
     table.release(slot)
     assert table.abandoned(slot, seq), "a reused slot no longer belongs to the old request"
@@ -241,3 +243,25 @@ def test_unacquire_hands_back_a_slot_that_was_never_posted(table):
     table.post(slot, again[1])
     with pytest.raises(IPCError, match="was posted; release it"):
         table.unacquire(slot)
+
+
+def test_a_dead_workers_claims_are_told_apart_from_its_replacements(table):
+    """Worker 2 of generation 4 died; its replacement (generation 5) already claimed a
+    request before the front looked: only generation 4's claim is the dead one's."""
+    (old_slot, old_seq), (new_slot, new_seq) = table.acquire(), table.acquire()
+    for slot, seq in ((old_slot, old_seq), (new_slot, new_seq)):
+        table.post(slot, seq)
+    assert table.claim(old_slot, old_seq, worker=2, gen=4)
+    assert table.claim(new_slot, new_seq, worker=2, gen=5)
+    assert table.claimed_by(2, 4) == [(old_slot, old_seq)]
+    assert table.claimed_by(2, 5) == [(new_slot, new_seq)]
+    assert table.claimed_by(2, 4 + 2**16) == [(old_slot, old_seq)]  # generations mod 2**16
+
+
+def test_seqs_stay_inside_their_field(table):
+    table._seqs = iter([slots_mod.SEQ_MASK + 5])
+    slot, seq = table.acquire()
+    assert seq == 4
+    table.post(slot, seq)
+    assert table.claim(slot, seq, worker=slots_mod.MAX_WORKERS, gen=0xFFFF)
+    assert table.state(slot) == (4, slots_mod.MAX_WORKERS, CLAIMED)
