@@ -146,6 +146,9 @@ class Completion:
 #   64 + 8*(workers + i)   front i state word (same encoding)
 #   64 + 8*(workers + fronts) + 16*i       front i: request slots in use (written by front i)
 #   64 + 8*(workers + fronts) + 16*i + 8   front i: request-arena bytes in use (same)
+#   PIDS + 8*j             worker j: pid of its current process (written by the supervisor)
+#   PIDS + 8*(workers + i) front i: the same
+#   where PIDS = 64 + 8*(workers + fronts) + 16*fronts
 STARTING, READY, FAILED, STOPPED = 0, 1, 2, 3
 _BOARD_MAGIC = 0x6C73765F63746C5F
 
@@ -154,7 +157,7 @@ class Board:
     def __init__(self, name: str, workers: int = 0, fronts: int = 0, *, create: bool = False):
         self.name = name
         if create:
-            self._seg = Segment(name, 64 + 8 * (workers + fronts) + 16 * fronts, create=True)
+            self._seg = Segment(name, 64 + 16 * (workers + fronts) + 16 * fronts, create=True)
             _shm.store64(self._seg.buf, 8, workers)
             _shm.store64(self._seg.buf, 16, fronts)
             _shm.store64(self._seg.buf, 0, _BOARD_MAGIC)
@@ -198,6 +201,19 @@ class Board:
         """(request slots, request-arena bytes) that front i holds now."""
         off = self._usage_off(i)
         return _shm.load64(self._buf, off), _shm.load64(self._buf, off + 8)
+
+    def _pid_off(self, role: str, index: int) -> int:
+        base = 64 + 8 * (self.workers + self.fronts) + 16 * self.fronts
+        return base + 8 * (index if role == "worker" else self.workers + index)
+
+    def set_pid(self, role: str, index: int, pid: int) -> None:
+        """Publish the pid of the process now serving as worker / front ``index``."""
+        _shm.store64(self._buf, self._pid_off(role, index), pid)
+
+    def pid(self, role: str, index: int) -> int:
+        """The pid of worker / front ``index`` (``role`` "worker" or "front"); 0 before
+        its first start."""
+        return _shm.load64(self._buf, self._pid_off(role, index))
 
     def all_workers_ready(self) -> bool:
         return all(self.worker(j)[1] == READY for j in range(self.workers))

@@ -177,6 +177,17 @@ def board(server: Server) -> Board:
     return Board(shm_name(server, "ctl"))
 
 
+def pids(server: Server, role: str) -> list[int]:
+    """The pids of the server's current fronts (``role`` "front") or workers ("worker"),
+    as the supervisor publishes them on the control board."""
+    b = board(server)
+    try:
+        count = b.fronts if role == "front" else b.workers
+        return [b.pid(role, i) for i in range(count)]
+    finally:
+        b.close()
+
+
 def front_usage(server: Server, front: int = 0) -> tuple[int, int]:
     """(request slots, request-arena bytes) that ``front`` holds now."""
     b = board(server)

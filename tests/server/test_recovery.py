@@ -13,7 +13,7 @@ from litserve.ipc import Ring, _shm, names
 from litserve.ipc import ring as ring_mod
 from litserve.ipc.slots import CLAIMED, POSTED
 
-from .harness import pids_mapping, serve, shm_name, slot_table, states, wait_for
+from .harness import pids, pids_mapping, serve, shm_name, slot_table, states, wait_for
 
 
 def _predicted(log: Path, tag: str) -> int:
@@ -36,6 +36,7 @@ def test_a_worker_died_record_read_late_leaves_the_replacements_requests_alone(
     log, gate1, gate2 = tmp_path / "log", tmp_path / "g1", tmp_path / "g2"
     with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)}) as server:
         [front] = pids_mapping(server, "f0.0.arena")  # before any request: the front alone
+        assert pids(server, "front") == [front]
         slots = slot_table(server)
         with ThreadPoolExecutor(2) as pool:
             doomed = pool.submit(server.post, json={"tag": "doomed", "gate": str(gate1)})
@@ -47,7 +48,7 @@ def test_a_worker_died_record_read_late_leaves_the_replacements_requests_alone(
                 os.kill(old, signal.SIGKILL)
                 new = wait_for(lambda: _predicted(log, "survivor"), 30,
                                "the replacement worker taking the survivor")
-                assert new != old
+                assert new != old and pids(server, "worker") == [new]
             finally:
                 os.kill(front, signal.SIGCONT)
             assert doomed.result(timeout=20).status_code == 500
