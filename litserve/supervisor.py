@@ -112,7 +112,7 @@ class Supervisor:
         p = self.ctx.Process(target=front_main, args=(self.plan, i, gen, sock, os.getpid()),
                              name=f"litserve-front-{i}")
         p.start()
-        self.board.set_pid("front", i, p.pid)
+        self.board.set_pid("front", i, p.pid or 0)
         return p
 
     def _spawn_worker(self, j: int) -> Any:
@@ -120,7 +120,7 @@ class Supervisor:
         p = self.ctx.Process(target=worker_main, args=(self.plan, j, self.gens[j], os.getpid()),
                              name=f"litserve-worker-{j}")
         p.start()
-        self.board.set_pid("worker", j, p.pid)
+        self.board.set_pid("worker", j, p.pid or 0)
         return p
 
     def _wait_started(self) -> bool:
