@@ -138,6 +138,9 @@ class RouteOptions:
     spec: Any = None
 
 
+DRAIN_S = 30.0  # the graceful-shutdown bound for requests without a timeout
+
+
 @dataclass
 class Plan:
     """Everything a front or worker needs to know, decided once by the supervisor."""
@@ -165,6 +168,12 @@ class Plan:
     header_timeout: float = 10.0  # seconds a client may take to send request headers
     body_timeout: float = 10.0  # seconds a request body may go without a byte arriving
     uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drain_s(self) -> float:
+        """How long a stopping front lets its requests in flight finish: the request
+        timeout, or DRAIN_S when requests have none."""
+        return self.timeout if self.timeout else DRAIN_S
 
     def name(self, role: str) -> str:
         return names.make(self.token, role)

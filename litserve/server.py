@@ -145,7 +145,7 @@ class LitServer:
                             format="%(levelname)s:     %(message)s")
         try:
             shrunk = fit_shared_memory(plan, shm_free(), explicit=self._sizes_given)
-            sock = bind(host, port, reuse_port=plan.reuse_port, listen=not plan.reuse_port)
+            sock = bind(host, port, reuse_port=plan.reuse_port)
         except ConfigError as exc:
             print(f"litserve: {exc}", file=sys.stderr)
             sys.exit(1)

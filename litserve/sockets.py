@@ -1,4 +1,4 @@
-"""The listening sockets of a server (used by the supervisor and by the fronts)."""
+"""The listening sockets of a server (made by the supervisor, served by the fronts)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ from .errors import ConfigError
 BACKLOG = 2048
 
 
-def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True
-         ) -> socket.socket:
-    """A TCP socket bound to ``host:port``; a busy port is a ``ConfigError`` saying so.
-
-    The supervisor binds with ``reuse_port`` and ``listen=False`` to reserve the port for
-    fronts that each bind their own SO_REUSEPORT socket; otherwise it binds one listening
-    socket that every front inherits."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket bound to ``host:port``; a busy port is a ``ConfigError``
+    saying so.  With ``reuse_port`` it joins the port's SO_REUSEPORT group (one socket per
+    front, the kernel spreading connections over them); otherwise all fronts share it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -28,7 +25,6 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True
         sock.close()
         why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc}"
         raise ConfigError(f"port {port} on {host} {why}") from None
-    if listen:
-        sock.listen(BACKLOG)
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock

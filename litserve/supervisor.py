@@ -23,12 +23,13 @@ from typing import Any
 
 from . import protocol as P
 from .config import Plan
-from .errors import StartupError
+from .errors import ConfigError, StartupError
 from .http import recovery as front_recovery
 from .http.front import front_main
 from .ipc import Ring
 from .ipc.errors import IPCError
 from .ipc.janitor import Janitor, sweep
+from .sockets import bind
 from .worker import recovery as worker_recovery
 from .worker.main import worker_main
 
@@ -61,6 +62,7 @@ class Supervisor:
         self.front_gens = [0] * plan.fronts
         self.deaths: deque[float] = deque()  # when processes died, within the window
         self.stop_signal: int | None = None
+        self.signals = 0  # received so far (a second one cuts the drain short)
         self._wake_r, self._wake_w = os.pipe()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -91,10 +93,20 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_signal = signum
+        self.signals += 1
         os.write(self._wake_w, b"!")
 
     def _create(self) -> None:
         plan = self.plan
+        # Front i's listening socket, held here for as long as the server runs (see
+        # front_main); with reuse_port one per front slot, the first made by run().
+        self.sockets = [self.sock]
+        if plan.reuse_port:
+            try:
+                self.sockets += [bind(plan.host, plan.port, reuse_port=True)
+                                 for _ in range(1, plan.fronts)]
+            except ConfigError as exc:
+                raise StartupError(f"litserve: {exc}") from None
         names = P.ServerNames.of(plan.name)
         self.board = P.Board(names.board, plan.workers, plan.fronts, create=True)
         self.requests = Ring(names.requests, plan.request_ring_cells, P.CELL_SIZE, create=True)
@@ -108,7 +120,7 @@ class Supervisor:
     def _spawn_front(self, i: int) -> Any:
         gen = self.front_gens[i]
         self.board.set_front(i, gen, P.STARTING)
-        sock = None if self.plan.reuse_port else self.sock
+        sock = self.sockets[i] if self.plan.reuse_port else self.sock
         p = self.ctx.Process(target=front_main, args=(self.plan, i, gen, sock, os.getpid()),
                              name=f"litserve-front-{i}")
         p.start()
@@ -176,13 +188,13 @@ class Supervisor:
 
     def _restart(self, j: int, code: int) -> bool:
         """Replace dead worker j; its own recovery code repairs what it left."""
-        if not self._budget_left():
-            return False
         log.error("litserve: worker %d died (exit code %s); failing its requests and restarting",
                   j, code)
         old, pid = self.gens[j], self.workers[j].pid
         self._recover("worker", j, lambda: worker_recovery.after_death(
             self.plan, self.board, self.requests, j, old, pid))
+        if not self._budget_left():
+            return False  # (repaired all the same: its requests end now, not at a deadline)
         self.gens[j] = old + 1
         self.workers[j] = self._spawn_worker(j)
         return True
@@ -192,14 +204,14 @@ class Supervisor:
         the old one's requests from then on and free the response blocks it held (releases
         name the front they come from, so a late one can never free a block lent since);
         then its own recovery code repairs what it left."""
-        if not self._budget_left():
-            return False
         log.error("litserve: HTTP front %d died (exit code %s); restarting it", i, code)
         old, pid = self.front_gens[i], self.fronts[i].pid
         self.front_gens[i] = old + 1
         self.board.set_front(i, old + 1, P.STARTING)
         self._recover("HTTP front", i, lambda: front_recovery.after_death(
             self.plan, self.board, self.requests, i, old, pid))
+        if not self._budget_left():
+            return False
         self.fronts[i] = self._spawn_front(i)
         return True
 
@@ -214,12 +226,19 @@ class Supervisor:
 
     # -- shutdown ---------------------------------------------------------------------------
     def _shutdown(self) -> None:
+        """Stop accepting, let the fronts finish what is in flight (up to plan.drain_s;
+        a second signal cuts that short), then stop the workers."""
         if not hasattr(self, "board"):
             return
+        for sock in getattr(self, "sockets", []):
+            sock.close()  # the fronts close their copies as they stop: no new connections
+        if self.stop_signal is not None and any(p.is_alive() for p in self.fronts):
+            log.info("litserve: stopping; requests in flight may finish within %.0f s "
+                     "(send the signal again to stop at once)", self.plan.drain_s)
         for p in self.fronts:
             if p.is_alive():
-                p.terminate()  # SIGTERM: uvicorn finishes in-flight requests
-        _join(self.fronts, 5.0)
+                p.terminate()  # SIGTERM: the front drains (http/front.py)
+        self._join(self.fronts, self.plan.drain_s + 5.0)
         live = [p for p in self.workers if p.is_alive()]
         stop = P.RequestRecord(0, 0, P.STOP, 0, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0).pack()
         for _ in live:
@@ -227,16 +246,21 @@ class Supervisor:
                 self.requests.put(stop, timeout=0.5)
             except IPCError:
                 break
-        _join(live, 3.0)
+        self._join(live, 5.0)
         self.requests.close()
         self.board.close()
 
-
-def _join(procs: list[Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    for p in procs:
-        if p.is_alive():
-            p.kill()
+    def _join(self, procs: list[Any], timeout: float) -> None:
+        """Wait for ``procs`` to exit, for at most ``timeout`` s or until another signal
+        arrives; then kill what is left."""
+        deadline = time.monotonic() + timeout
+        signals = self.signals
+        while self.signals == signals and (left := deadline - time.monotonic()) > 0:
+            live = [p.sentinel for p in procs if p.exitcode is None]
+            if not live:
+                break
+            self._wait(live, left)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
             p.join(2.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Generator
@@ -14,7 +15,6 @@ import uvicorn
 
 from ..config import Plan
 from ..ipc.lifeline import die_with_parent
-from ..sockets import bind
 from .app import Front
 from .body import PRIVATE_MAX
 from .direct import protocol_class
@@ -35,16 +35,19 @@ class _FrontServer(uvicorn.Server):
             self._log_started_message(sockets)  # uvicorn skips it for inherited sockets
 
 
-def front_main(plan: Plan, index: int, gen: int, sock: socket.socket | None, parent: int
-               ) -> None:
-    """Serve HTTP on ``sock`` (shared by all fronts), or on a socket of our own bound with
-    SO_REUSEPORT when ``sock`` is None, so the kernel spreads connections evenly.  ``gen``
-    counts the restarts of front slot ``index``; it names this front's shared memory."""
+def front_main(plan: Plan, index: int, gen: int, sock: socket.socket, parent: int) -> None:
+    """Serve HTTP on ``sock``: the listening socket all fronts share, or (``reuse_port``)
+    this front slot's own SO_REUSEPORT socket, so the kernel spreads connections evenly.
+    Either way the supervisor made it and keeps it open, so connections that arrive while
+    this front is being replaced wait in its backlog for the next generation instead of
+    being refused.  ``gen`` counts the restarts of front slot ``index``; it names this
+    front's shared memory."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent, signal.SIGTERM)
     apis, specs = cloudpickle.loads(plan.apis_blob)
     front = Front(plan, index, apis, specs, gen)
-    kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": 3, "ws": "none",
+    kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": plan.drain_s,
+                              "ws": "none",
                               "http": protocol_class(front.place_direct, front.guard,
                                                      PRIVATE_MAX)}
     kwargs.update(plan.uvicorn_kwargs)
@@ -54,11 +57,14 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket | None, par
     server.announce = index == 0 and gen == 0
 
     def stop(signum: int, frame: Any) -> None:
+        # From the supervisor: stop accepting, let the requests in flight finish (up to
+        # plan.drain_s).  From the kernel because the supervisor died (the workers died
+        # with it): nothing in flight can finish, so go at once.
         server.should_exit = True
+        if os.getppid() != parent:
+            server.force_exit = True
 
     signal.signal(signal.SIGTERM, stop)
-    if sock is None:
-        sock = bind(plan.host, plan.port, reuse_port=True)
     try:
         server.run(sockets=[sock])
     finally:

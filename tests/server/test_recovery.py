@@ -6,14 +6,28 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx
+import pytest
 
 from litserve.ipc import Ring, _shm, names
 from litserve.ipc import ring as ring_mod
 from litserve.ipc.slots import CLAIMED, POSTED
 
-from .harness import pids, pids_mapping, serve, shm_name, slot_table, states, wait_for
+from .harness import (
+    Server,
+    alive,
+    pids,
+    pids_mapping,
+    serve,
+    shm_name,
+    slot_table,
+    states,
+    wait_for,
+)
 
 
 def _predicted(log: Path, tag: str) -> int:
@@ -115,3 +129,84 @@ def test_a_ring_that_cannot_be_attached_during_repair_does_not_stop_the_server(
             rel.close()
         assert server.post(json={"input": 4}).json() == {"output": 16}
         assert server.proc.poll() is None
+
+
+def _connect_refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("reuse_port", [True, False])
+def test_no_connection_is_refused_while_a_front_is_replaced(reuse_port: bool):
+    """With the supervisor stopped (so the replacement cannot start yet) and the only
+    front killed, a new connection is still accepted by the kernel: the supervisor holds
+    every front's listening socket, so the connection waits in its backlog and the
+    replacement answers it (on the old code, each SO_REUSEPORT front bound its own
+    socket, and connections were refused until the replacement bound a new one)."""
+    with serve("basic:Square", run_kwargs={"reuse_port": reuse_port}) as server:
+        [front] = pids(server, "front")
+        supervisor = server.proc.pid
+        os.kill(supervisor, signal.SIGSTOP)
+        try:
+            os.kill(front, signal.SIGKILL)
+            wait_for(lambda: not alive(front), 10, "the front dying")
+            with ThreadPoolExecutor(1) as pool:
+                answer = pool.submit(server.post, json={"input": 5}, timeout=60)
+                with pytest.raises(TimeoutError):
+                    answer.result(timeout=1.0)  # accepted, waiting for a front
+                os.kill(supervisor, signal.SIGCONT)
+                r = answer.result(timeout=60)
+        finally:
+            os.kill(supervisor, signal.SIGCONT)
+        assert r.status_code == 200 and r.json() == {"output": 25}
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_stops_accepting(tmp_path: Path):
+    """SIGTERM while a request is in predict: the server stops accepting connections at
+    once, the request still gets its answer (it was cut with a 500 after 3 s on the old
+    code), and then everything exits cleanly with no names left."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    server = Server("basic:Slow", {"timeout": 60}, env={"LITSERVE_TEST_LOG": str(log)})
+    try:
+        server.wait_ready()
+        port = int(server.url.rsplit(":", 1)[1])
+        token = shm_name(server, "ctl").split("_")[1]
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(server.post, json={"tag": "slow", "gate": str(gate)},
+                               timeout=60)
+            wait_for(lambda: _predicted(log, "slow"), 10, "the request reaching predict")
+            server.terminate()
+            wait_for(lambda: _connect_refused(port), 10, "the server to stop accepting")
+            with pytest.raises(TimeoutError):
+                slow.result(timeout=4.0)  # well past the old 3 s cut-off, still waiting
+            gate.touch()
+            r = slow.result(timeout=30)
+        assert r.status_code == 200 and r.json()["tag"] == "slow", r.text
+        assert server.proc.wait(30) == 0
+        assert not names.leftovers(token)
+    finally:
+        server.kill_group()
+
+
+def test_a_second_sigterm_stops_at_once(tmp_path: Path):
+    """The drain waits for requests in flight, but a second signal ends it at once."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    server = Server("basic:Slow", {"timeout": 60}, env={"LITSERVE_TEST_LOG": str(log)})
+    try:
+        server.wait_ready()
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(server.post, json={"tag": "stuck", "gate": str(gate)},
+                                timeout=60)
+            wait_for(lambda: _predicted(log, "stuck"), 10, "the request reaching predict")
+            server.proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: "requests in flight may finish" in server.output, 10,
+                     "the drain starting")
+            server.proc.send_signal(signal.SIGTERM)
+            assert server.proc.wait(15) == 0
+            with pytest.raises(httpx.TransportError):
+                stuck.result(timeout=10)
+    finally:
+        server.kill_group()
