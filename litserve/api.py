@@ -51,6 +51,15 @@ class LitAPI:
         """Default: the output as predict returned it."""
         return args[0] if args else kwargs["output"]
 
+    def health(self) -> Any:
+        """Extra health of this API for ``/health`` (True: healthy); may be ``async``.
+
+        It runs in the HTTP fronts, which hold an unpickled copy of this object but never
+        ran ``setup`` (as upstream LitServe runs it in its API server): check what the
+        fronts can see (a file, a URL, an environment variable), not the model.  False,
+        or an exception (logged), makes ``/health`` answer 503."""
+        return True
+
     def batch(self, inputs: list[Any]) -> Any:
         """Default: stack equal-shape NumPy arrays / torch tensors, else the list.
 

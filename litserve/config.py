@@ -167,6 +167,7 @@ class Plan:
     queue_wait: float = 5.0  # bounded wait for ring / arena space before 503
     header_timeout: float = 10.0  # seconds a client may take to send request headers
     body_timeout: float = 10.0  # seconds a request body may go without a byte arriving
+    predict_timeout: float | None = None  # a worker longer in one batch is replaced
     uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -45,6 +45,7 @@ Completion record (body of a completion-ring cell, 48-byte header):
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -149,7 +150,15 @@ class Completion:
 #   PIDS + 8*j             worker j: pid of its current process (written by the supervisor)
 #   PIDS + 8*(workers + i) front i: the same
 #   where PIDS = 64 + 8*(workers + fronts) + 16*fronts
+#   BEATS + 16*j           worker j: its last heartbeat (CLOCK_MONOTONIC ns; a thread of
+#                          the worker writes it every HEARTBEAT_S)
+#   BEATS + 16*j + 8       worker j: when its current batch began or last made progress
+#                          (a stream chunk), 0 while it waits for work
+#   where BEATS = PIDS + 8*(workers + fronts)
+#   word 24: 1 once every worker finished setup (written by the supervisor)
 STARTING, READY, FAILED, STOPPED = 0, 1, 2, 3
+HEARTBEAT_S = 0.5  # how often a worker beats
+STALE_S = 3.0  # a worker that has not beaten for this long is not answering
 _BOARD_MAGIC = 0x6C73765F63746C5F
 
 
@@ -157,7 +166,8 @@ class Board:
     def __init__(self, name: str, workers: int = 0, fronts: int = 0, *, create: bool = False):
         self.name = name
         if create:
-            self._seg = Segment(name, 64 + 16 * (workers + fronts) + 16 * fronts, create=True)
+            self._seg = Segment(name, 64 + 16 * (workers + fronts) + 16 * fronts + 16 * workers,
+                                create=True)
             _shm.store64(self._seg.buf, 8, workers)
             _shm.store64(self._seg.buf, 16, fronts)
             _shm.store64(self._seg.buf, 0, _BOARD_MAGIC)
@@ -214,6 +224,51 @@ class Board:
         """The pid of worker / front ``index`` (``role`` "worker" or "front"); 0 before
         its first start."""
         return _shm.load64(self._buf, self._pid_off(role, index))
+
+    def _beat_off(self, j: int) -> int:
+        return 64 + 16 * (self.workers + self.fronts) + 16 * self.fronts + 16 * j
+
+    def beat(self, j: int) -> None:
+        """Worker j is alive and scheduled (its heartbeat thread calls this)."""
+        _shm.store64(self._buf, self._beat_off(j), time.monotonic_ns())
+
+    def busy_writer(self, j: int) -> Callable[[int], None]:
+        """How worker j says when its current batch began or last made progress
+        (``write(time.monotonic_ns())``), and that it waits for work (``write(0)``)."""
+        buf, off, store = self._buf, self._beat_off(j) + 8, _shm.store64
+
+        def write(since_ns: int) -> None:
+            store(buf, off, since_ns)
+
+        return write
+
+    def reset_liveness(self, j: int) -> None:
+        """Forget worker slot j's beats and batch (its next process starts afresh)."""
+        _shm.store64(self._buf, self._beat_off(j), 0)
+        _shm.store64(self._buf, self._beat_off(j) + 8, 0)
+
+    def liveness(self, j: int) -> tuple[int, int]:
+        """(last heartbeat, busy since) of worker j, in CLOCK_MONOTONIC ns (0: none)."""
+        off = self._beat_off(j)
+        return _shm.load64(self._buf, off), _shm.load64(self._buf, off + 8)
+
+    def serving(self, j: int, predict_timeout: float | None = None) -> bool:
+        """Can worker j take a request now: set up (READY), beating, and not past
+        ``predict_timeout`` in one batch (when one is set)?"""
+        if self.worker(j)[1] != READY:
+            return False
+        now = time.monotonic_ns()
+        beat, busy = self.liveness(j)
+        if now - beat > STALE_S * 1e9:
+            return False
+        return not (predict_timeout and busy and now - busy > predict_timeout * 1e9)
+
+    def set_started(self) -> None:
+        _shm.store64(self._buf, 24, 1)
+
+    def started(self) -> bool:
+        """Every worker finished setup once (after that, health is each one's liveness)."""
+        return _shm.load64(self._buf, 24) == 1
 
     def all_workers_ready(self) -> bool:
         return all(self.worker(j)[1] == READY for j in range(self.workers))

@@ -58,6 +58,7 @@ class LitServer:
         queue_timeout: float = 5.0,
         header_timeout: float = 10.0,
         body_timeout: float = 10.0,
+        predict_timeout: float | None = None,
         **upstream_only: Any,
     ) -> None:
         _check_upstream_only(upstream_only)
@@ -87,6 +88,11 @@ class LitServer:
         self.queue_timeout = float(queue_timeout)
         self.header_timeout = seconds("header_timeout", header_timeout)
         self.body_timeout = seconds("body_timeout", body_timeout)
+        # Opt-in: a worker that spends longer than this in one batch without progress
+        # (a stream's chunk counts as progress) is killed and replaced; /health says 503
+        # meanwhile if no other worker can serve.
+        self.predict_timeout = (None if predict_timeout is None
+                                else seconds("predict_timeout", predict_timeout))
 
     def plan(self, host: str = "0.0.0.0", port: int = 8000, num_api_servers: int | None = None,
              log_level: str = "info", **uvicorn_kwargs: Any) -> Plan:
@@ -118,6 +124,7 @@ class LitServer:
             queue_wait=self.queue_timeout,
             header_timeout=self.header_timeout,
             body_timeout=self.body_timeout,
+            predict_timeout=self.predict_timeout,
             uvicorn_kwargs=uvicorn_kwargs,
         )
 

@@ -35,6 +35,7 @@ from .worker.main import worker_main
 
 log = logging.getLogger("litserve")
 RESTART_WINDOW_S = 60.0
+WATCH_S = 0.25  # the longest the supervisor waits between looks at its children
 MAX_RESTARTS_ENV = "LITSERVE_MAX_RESTARTS"
 
 
@@ -63,6 +64,7 @@ class Supervisor:
         self.deaths: deque[float] = deque()  # when processes died, within the window
         self.stop_signal: int | None = None
         self.signals = 0  # received so far (a second one cuts the drain short)
+        self.killed: set[int | None] = set()  # pids of workers killed for being stuck
         self._wake_r, self._wake_w = os.pipe()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -76,6 +78,7 @@ class Supervisor:
             self._start()
             if not self._wait_started():
                 return 1 if self.stop_signal is None else 0
+            self.board.set_started()
             log.info("litserve: %d worker(s) ready on %s", self.plan.workers,
                      ", ".join(sorted(set(self.plan.devices))))
             return self._watch()
@@ -129,6 +132,7 @@ class Supervisor:
 
     def _spawn_worker(self, j: int) -> Any:
         self.board.set_worker(j, self.gens[j], P.STARTING)
+        self.board.reset_liveness(j)
         p = self.ctx.Process(target=worker_main, args=(self.plan, j, self.gens[j], os.getpid()),
                              name=f"litserve-worker-{j}")
         p.start()
@@ -163,7 +167,8 @@ class Supervisor:
 
     def _watch(self) -> int:
         while self.stop_signal is None:
-            self._wait([p.sentinel for p in self.workers + self.fronts], 1.0)
+            self._wait([p.sentinel for p in self.workers + self.fronts], WATCH_S)
+            self._replace_stuck()
             for i, p in enumerate(self.fronts):
                 dead = p.exitcode is not None and self.stop_signal is None
                 if dead and not self._restart_front(i, p.exitcode):
@@ -173,6 +178,22 @@ class Supervisor:
                 if dead and not self._restart(j, p.exitcode):
                     return 1
         return 0
+
+    def _replace_stuck(self) -> None:
+        """Kill every worker that spent more than predict_timeout in one batch without
+        progress (opt-in); the next look at it finds it dead and replaces it."""
+        limit = self.plan.predict_timeout
+        if not limit:
+            return
+        now = time.monotonic_ns()
+        for j, p in enumerate(self.workers):
+            busy = self.board.liveness(j)[1]
+            if (p.exitcode is None and p.pid not in self.killed and busy
+                    and now - busy > limit * 1e9):
+                log.error("litserve: worker %d has been in one batch for %.0f s, more than "
+                          "predict_timeout=%g; replacing it", j, (now - busy) / 1e9, limit)
+                self.killed.add(p.pid)
+                p.kill()
 
     def _budget_left(self) -> bool:
         """Count one death; False when too many came within the window (a crash loop)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
+import inspect
 import logging
 import pickle
 import time
@@ -71,6 +72,7 @@ class Route:
 
     def __init__(self, index: int, api: LitAPI, plan: Plan, spec: Any = None) -> None:
         self.index = index
+        self.api = api
         self.opts = plan.routes[index]
         self.model = request_model(api)
         self.flags = P.STREAM if self.opts.stream else 0
@@ -97,11 +99,13 @@ class Front:
         self.intake.on_short = self.guard.evict_stalled
         self.routes: dict[str, Route] = {}
         self.spec_routes: dict[str, tuple[Route, Any]] = {}
+        self.routes_by_index: list[Route] = []
         served = [spec for spec in specs if spec is not None]
         for spec in served:  # lets specs share endpoints, e.g. one /v1/models for all
             getattr(spec, "bind", lambda specs: None)(served)
         for i, (api, spec) in enumerate(zip(apis, specs, strict=True)):
             route = Route(i, api, plan, spec)
+            self.routes_by_index.append(route)
             if spec is None:
                 self.routes[plan.routes[i].api_path] = route
             else:
@@ -155,10 +159,33 @@ class Front:
                 return await _send(send, route.error(405, f"{path} accepts {allowed}"))
             return await self._spec(route, path, method, headers, receive, send)
         if path == self.plan.healthcheck_path and method in ("GET", "HEAD"):
-            ready = self.board.all_ready()
+            ready = self._can_serve() and await self._apis_healthy()
             body = b"ok" if ready else b"not ready"
             return await _send(send, Reply(P.RESULT, 200 if ready else 503, P.CT_TEXT, b"", body))
         return await _send(send, json_error(404, "Not Found"))
+
+    def _can_serve(self) -> bool:
+        """Every worker finished setup once, and one of them can take a request now
+        (set up, beating, not stuck past predict_timeout); this front is serving."""
+        board, limit = self.board, self.plan.predict_timeout
+        return (board.started() and board.front(self.index)[1] == P.READY
+                and any(board.serving(j, limit) for j in range(board.workers)))
+
+    async def _apis_healthy(self) -> bool:
+        """Every LitAPI's own ``health()`` (sync or async) says True.  It runs here, in
+        the front, as upstream runs it in its API server (not where ``setup`` ran)."""
+        for route in self.routes_by_index:
+            try:
+                result = route.api.health()
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                log.exception("%s.health() raised; /health answers 503",
+                              type(route.api).__name__)
+                return False
+            if not result:
+                return False
+        return True
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         assert self.api_key is not None

@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 
 import cloudpickle
@@ -40,6 +42,9 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
         board.set_worker(j, gen, P.FAILED)
         os._exit(SETUP_FAILED)
     gc.freeze()  # what setup made (the model, imports) is never scanned by the collector again
+    board.beat(j)
+    threading.Thread(target=_heartbeat, args=(board, j), name="litserve-heartbeat",
+                     daemon=True).start()
     board.set_worker(j, gen, P.READY)
     try:
         runner.serve()
@@ -47,6 +52,14 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
         board.set_worker(j, gen, P.STOPPED)
         runner.close()
         board.close()
+
+
+def _heartbeat(board: P.Board, j: int) -> None:
+    """Beat on the board while this process runs (a stopped or frozen worker stops
+    beating, and /health counts it out)."""
+    while True:
+        time.sleep(P.HEARTBEAT_S)
+        board.beat(j)
 
 
 def _use_device(device: str) -> None:

@@ -113,6 +113,7 @@ class Runner:
         self.requests = Ring(server.requests)
         self.out = OutArena(plan, j, gen)
         self.fronts: dict[tuple[int, int], FrontLink] = {}
+        self._busy = self.board.busy_writer(j)
 
     # -- claiming ---------------------------------------------------------------------
     def serve(self) -> None:
@@ -124,8 +125,12 @@ class Runner:
             if first is None:
                 continue
             self._forget_dead_fronts(busy=first.link)
-            for api_index, jobs in self._collect(first).items():
-                self._run(self.apis[api_index], jobs)
+            self._busy(time.monotonic_ns())
+            try:
+                for api_index, jobs in self._collect(first).items():
+                    self._run(self.apis[api_index], jobs)
+            finally:
+                self._busy(0)
 
     def _claim(self, body: bytes) -> Job | None:
         """A claimed Job, None when the request was cancelled or its front died, STOP to
@@ -385,6 +390,8 @@ class Runner:
         if not self._front_alive(job.link.key):
             self._written(job, kind, parts)
             return None  # its front died: the output has nowhere to go
+        if kind == P.CHUNK:
+            self._busy(time.monotonic_ns())  # a stream making progress is not stuck
         size = sum(memoryview(p).nbytes for p in parts)
         rec = job.rec
         if len(meta) + size <= P.INLINE_MAX:

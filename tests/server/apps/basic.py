@@ -236,6 +236,7 @@ class Streamer(ls.LitAPI):
             if x.get("fail_at") == i:
                 raise RuntimeError("generator broke")
             yield i
+            time.sleep(x.get("delay", 0))
             if i == 0 and x.get("gate"):
                 _wait_file(x["gate"])
 
@@ -358,3 +359,33 @@ class Endless(ls.LitAPI):
     def encode_response(self, outputs):
         for o in outputs:
             yield {"i": o}
+
+
+class Unhealthy(ls.LitAPI):
+    """health() is False while the file $LITSERVE_TEST_SICK exists, and raises while
+    $LITSERVE_TEST_SICK + ".raise" does; health_async makes it a coroutine."""
+
+    def __init__(self, health_async=False, **kwargs):
+        super().__init__(**kwargs)
+        self.health_async = health_async
+
+    def setup(self, device):
+        pass
+
+    def predict(self, x):
+        return x
+
+    def _check(self):
+        sick = os.environ["LITSERVE_TEST_SICK"]
+        if os.path.exists(sick + ".raise"):
+            raise RuntimeError("the model store is unreachable")
+        return not os.path.exists(sick)
+
+    def health(self):
+        if not self.health_async:
+            return self._check()
+
+        async def check():
+            return self._check()
+
+        return check()
