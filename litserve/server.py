@@ -28,6 +28,7 @@ from .config import (
     timeout_seconds,
 )
 from .errors import ConfigError
+from .ipc.slots import MAX_WORKERS
 from .protocol import META_ROOM
 from .sockets import bind
 
@@ -69,6 +70,11 @@ class LitServer:
         self.accelerator = resolve_accelerator(accelerator)
         self.devices = resolve_devices(devices, self.accelerator)
         self.workers_per_device = positive_int("workers_per_device", workers_per_device)
+        workers = len(self.devices) * self.workers_per_device
+        if workers > MAX_WORKERS:
+            raise ConfigError(f"{len(self.devices)} device(s) x workers_per_device="
+                              f"{workers_per_device} make {workers} workers; at most "
+                              f"{MAX_WORKERS} are supported")
         self.timeout = timeout_seconds(timeout)
         defaults = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                         stream=stream, api_path=api_path, spec=spec)

@@ -45,3 +45,12 @@ def test_far_too_little_shared_memory_is_an_error():
 
 def test_this_machine_reports_its_free_shared_memory():
     assert shm_free() > 0
+
+
+def test_more_workers_than_a_slot_word_can_name_is_an_error():
+    """A slot's state word names its claimer in 10 bits (litserve.ipc.slots)."""
+    from litserve.examples import SimpleLitAPI
+
+    with pytest.raises(ConfigError, match="make 1023 workers; at most 1022 are supported"):
+        ls.LitServer(SimpleLitAPI(), workers_per_device=1023)
+    assert ls.LitServer(SimpleLitAPI(), workers_per_device=1022).workers_per_device == 1022
