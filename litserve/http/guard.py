@@ -19,6 +19,7 @@ requests that could use it; a fast one is never cut.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Protocol
 
@@ -26,6 +27,8 @@ IDLE, HEADERS, BODY, APP = 0, 1, 2, 3
 SWEEP_S = 0.5
 STALL_S = 1.0
 MIN_RATE = 64 * 1024  # bytes per second an upload holding room must keep up
+
+log = logging.getLogger("litserve.front")
 
 
 class Watched(Protocol):
@@ -63,10 +66,14 @@ class Guard:
     def sweep(self, now: float) -> None:
         """Close the connections past their header or body deadline."""
         for conn in list(self.conns):
-            if conn.phase == HEADERS and now - conn.since > self.header_timeout:
-                conn.time_out(f"request headers took longer than {self.header_timeout:g} s")
-            elif conn.phase == BODY and now - conn.since > self.body_timeout:
-                conn.time_out(f"no request body bytes for {self.body_timeout:g} s")
+            try:
+                if conn.phase == HEADERS and now - conn.since > self.header_timeout:
+                    conn.time_out(f"request headers took longer than {self.header_timeout:g} s")
+                elif conn.phase == BODY and now - conn.since > self.body_timeout:
+                    conn.time_out(f"no request body bytes for {self.body_timeout:g} s")
+            except Exception:  # one broken connection must not stop the others' sweep
+                log.exception("could not time out a connection; no longer watching it")
+                self.conns.discard(conn)
 
     def evict_stalled(self) -> int:
         """Close the uploads that hold room without using it; how many."""
