@@ -79,11 +79,31 @@ class Server:
         self._reader.start()
         self.url = ""
         self._signalled = False
+        self._token = ""
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
+
+    @property
+    def token(self) -> str:
+        """The token in the server's /dev/shm names (read from the supervisor's mapping of
+        its control board while it runs, then remembered)."""
+        if not self._token:
+            try:
+                maps = Path(f"/proc/{self.proc.pid}/maps").read_text()
+            except OSError:
+                maps = ""
+            for line in maps.splitlines():
+                entry = line.rsplit("/", 1)[-1] if "/dev/shm/" in line else ""
+                token, role = entry_parts(entry)
+                if role == "ctl":
+                    self._token = token
+                    break
+        if not self._token:
+            raise AssertionError("the server's control board is not mapped (not started?)")
+        return self._token
 
     @property
     def output(self) -> str:
@@ -96,6 +116,7 @@ class Server:
             m = BANNER.search(self.output)
             return m and self.health() == 200
         wait_for(started, timeout, "server start-up (banner and /health 200)")
+        assert self.token
         return self
 
     def health(self) -> int:
@@ -158,13 +179,23 @@ def serve(apis: str, **server_kwargs: Any) -> Iterator[Server]:
         assert code == 0, f"server exited with {code}:\n{server.output}"
 
 
+def entry_parts(entry: str) -> tuple[str, str]:
+    """(token, role) of a /dev/shm entry of ours: ``[sem.]lsv_<token>_<role>[_<mac>]``."""
+    parts = entry.removeprefix("sem.").split("_")
+    return (parts[1], parts[2]) if len(parts) > 2 else ("", "")
+
+
 def shm_name(server: Server, role: str) -> str:
     """The POSIX name of one of the server's segments (``role`` as in litserve.protocol,
     e.g. ``f0.0.slots``), or "" while it does not exist."""
-    token = f"lsv_{server.proc.pid:x}"
-    entry = next((e for e in names.leftovers() if e.startswith(token) and e.endswith(role)),
-                 "")
+    entry = next((e for e in names.leftovers(server.token) if not e.startswith("sem.")
+                  and entry_parts(e)[1] == role), "")
     return "/" + entry if entry else ""
+
+
+def server_names(server: Server) -> list[str]:
+    """Every /dev/shm entry (segments and semaphores) of the server."""
+    return names.leftovers(server.token)
 
 
 def slot_table(server: Server) -> SlotTable:
@@ -220,14 +251,16 @@ def all_free(slots: SlotTable) -> bool:
 
 
 def pids_mapping(server: Server, suffix: str) -> list[int]:
-    """The server's processes that have one of its segments ending in ``suffix`` mapped."""
-    token = f"lsv_{server.proc.pid:x}"
+    """The server's processes that have its segment of role ``suffix`` (e.g. ``f0.0.arena``)
+    mapped."""
+    token = server.token
     found = []
     for pid in children(server.proc.pid):
         try:
             maps = Path(f"/proc/{pid}/maps").read_text()
         except OSError:
             continue
-        if any(token in line and line.rstrip().endswith(suffix) for line in maps.splitlines()):
+        entries = [line.rsplit("/", 1)[-1] for line in maps.splitlines() if "/dev/shm/" in line]
+        if any(entry_parts(e) == (token, suffix) for e in entries):
             found.append(pid)
     return found

@@ -16,10 +16,20 @@ import httpx
 import numpy as np
 import pytest
 
-from litserve.ipc import names
 from litserve.ipc.slots import POSTED
 
-from .harness import Server, children, pids_mapping, serve, slot_table, states, wait_for
+from .harness import (
+    Server,
+    children,
+    entry_parts,
+    pids_mapping,
+    serve,
+    server_names,
+    shm_name,
+    slot_table,
+    states,
+    wait_for,
+)
 
 
 def test_timeout_is_504_and_the_server_keeps_serving():
@@ -146,10 +156,7 @@ def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_pa
     log = tmp_path / "log"
     with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)}) as server:
         assert server.post(json={"tag": "warm"}).status_code == 200
-        token = f"lsv_{server.proc.pid:x}"
-        entry = next(e for e in names.leftovers() if e.startswith(token)
-                     and e.endswith("f0.0.done"))
-        done = Ring("/" + entry)
+        done = Ring(shm_name(server, "f0.0.done"))
         pos = _shm.load64(done._buf, ring_mod.OFF_ENQUEUE)  # claim a cell as the worker would
         assert _shm.cas64(done._buf, ring_mod.OFF_ENQUEUE, pos, pos + 1)
         done.close()
@@ -176,7 +183,6 @@ def test_a_killed_front_is_replaced_and_its_queued_requests_are_never_predicted(
     log, gate = tmp_path / "log", tmp_path / "gate"
     with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)},
                run_kwargs={"reuse_port": reuse_port}) as server:
-        token = f"lsv_{server.proc.pid:x}"
         [front] = pids_mapping(server, "f0.0.arena")  # workers map it at their first request
         with ThreadPoolExecutor(4) as pool:
             doomed = pool.submit(server.post, json={"tag": "doomed", "gate": str(gate)})
@@ -192,13 +198,12 @@ def test_a_killed_front_is_replaced_and_its_queued_requests_are_never_predicted(
                     f.result(timeout=20)
         # A request a worker claims before the supervisor saw the front die is still
         # predicted (its answer is dropped); the queued ones are claimed after that.
-        wait_for(lambda: any(e.startswith(token) and e.endswith("f0.1.arena")
-                             for e in names.leftovers()), 30, "front 0 starting again")
+        wait_for(lambda: shm_name(server, "f0.1.arena"), 30, "front 0 starting again")
         gate.touch()
         wait_for(lambda: server.health() == 200, 30, "the new front answering")
         r = server.post(json={"tag": "after"})
         assert r.status_code == 200 and r.json()["tag"] == "after"
-        assert not [e for e in names.leftovers() if token in e and "_f0.0." in e]
+        assert not [e for e in server_names(server) if entry_parts(e)[1].startswith("f0.0.")]
         assert pids_mapping(server, "f0.1.arena") and front not in children(server.proc.pid)
         predicted = [line.split()[1] for line in log.read_text().splitlines()]
         assert predicted == ["doomed", "after"], (predicted, server.output)
@@ -215,9 +220,7 @@ def _answer_left_unread(server: Any, gate: Path) -> None:
     ring (the test stopped that front)."""
     from litserve.ipc import Ring
 
-    token = f"lsv_{server.proc.pid:x}"
-    entry = next(e for e in names.leftovers() if e.startswith(token) and e.endswith("f0.0.done"))
-    done = Ring("/" + entry)
+    done = Ring(shm_name(server, "f0.0.done"))
     try:
         gate.touch()
         wait_for(lambda: len(done) == 1, 10, "the answer posted to the stopped front 0")
@@ -310,8 +313,7 @@ def test_a_crash_loop_makes_the_supervisor_give_up_cleanly():
         server._reader.join(5)
         assert "2 processes died within 60 s (more than LITSERVE_MAX_RESTARTS=1); giving up" \
             in server.output
-        token = f"lsv_{server.proc.pid:x}"
-        assert not [e for e in names.leftovers() if token in e]
+        assert not server_names(server)
     finally:
         server.kill_group()
 

@@ -20,8 +20,7 @@ from .harness import PYTHON, Server, alive, children, serve, wait_for
 
 
 def _token_names(server: Server) -> list[str]:
-    token = f"{server.proc.pid:x}"
-    return [e for e in names.leftovers() if e.removeprefix("sem.").startswith("lsv_" + token)]
+    return names.leftovers(server.token)
 
 
 def test_banner_health_and_hello():
@@ -42,7 +41,14 @@ def test_health_is_503_until_setup_finished(tmp_path: Path):
         server.kill_group()
 
 
+def _new_names(before: set[str]) -> list[str]:
+    """Entries of ours that appeared since ``before`` (for a server that never got far
+    enough to be asked its token)."""
+    return [e for e in names.leftovers() if e not in before]
+
+
 def test_setup_error_fails_start_up_with_the_traceback():
+    before = set(names.leftovers())
     server = Server("basic:BrokenSetup")
     try:
         code = server.proc.wait(60)
@@ -50,7 +56,7 @@ def test_setup_error_fails_start_up_with_the_traceback():
         assert code != 0
         assert "cannot load weights from /nowhere" in server.output
         assert "Traceback" in server.output
-        assert _token_names(server) == []
+        assert _new_names(before) == []
     finally:
         server.kill_group()
 
@@ -206,12 +212,13 @@ def test_server_file_without_a_main_guard_fails_with_a_clear_message(tmp_path: P
     script.write_text("import litserve as ls\n"
                       "ls.LitServer(ls.examples.SimpleLitAPI()).run(host='127.0.0.1', port=0,\n"
                       "                                             generate_client_file=False)\n")
+    before = set(names.leftovers())
     server = Server("", argv=[PYTHON, str(script)])
     try:
         assert server.proc.wait(60) != 0
         server._reader.join(5)
         assert "if __name__ == '__main__':" in server.output
-        assert _token_names(server) == []
+        assert _new_names(before) == []
     finally:
         server.kill_group()
 

@@ -173,7 +173,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_stops_accepting(tmp_path: Pa
     try:
         server.wait_ready()
         port = int(server.url.rsplit(":", 1)[1])
-        token = shm_name(server, "ctl").split("_")[1]
+        token = server.token
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(server.post, json={"tag": "slow", "gate": str(gate)},
                                timeout=60)
