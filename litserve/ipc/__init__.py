@@ -20,6 +20,7 @@ from .errors import (
     RingFull,
     SegmentExists,
     SegmentNotFound,
+    SharedMemoryFull,
 )
 
 if TYPE_CHECKING:
@@ -53,5 +54,6 @@ __all__ = [
     "SegmentExists",
     "SegmentNotFound",
     "Semaphore",
+    "SharedMemoryFull",
     "SlotTable",
 ]
