@@ -153,7 +153,8 @@ class Plan:
     api_key: str | None = None
     healthcheck_path: str = "/health"
     reuse_port: bool = False  # each front binds its own SO_REUSEPORT socket
-    token: str = field(default_factory=names.new_token)
+    token: str = field(default_factory=names.new_token)  # in every name (see ipc/names.py)
+    name_key: str = field(default_factory=names.new_key, repr=False)  # secret: names' macs
     max_payload_bytes: int = 256 * MiB  # the largest request body (413 beyond)
     request_arena_bytes: int = 257 * MiB  # max_payload_bytes + META_ROOM
     response_arena_bytes: int = 256 * MiB
@@ -167,7 +168,7 @@ class Plan:
     uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def name(self, role: str) -> str:
-        return names.make(self.token, role)
+        return names.make(self.token, role, self.name_key)
 
     @property
     def workers(self) -> int:
