@@ -28,6 +28,10 @@ class SharedMemoryFull(IPCError):
         self.name, self.size, self.free = name, size, free
 
 
+class LeaseNotFound(IPCError, FileNotFoundError):
+    """Joining a server whose lease is gone: every process of it has exited."""
+
+
 class RingFull(IPCError, TimeoutError):
     """A ring had no free cell within the allowed wait."""
 
