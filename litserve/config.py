@@ -156,7 +156,8 @@ class Plan:
     api_key: str | None = None
     healthcheck_path: str = "/health"
     reuse_port: bool = False  # each front binds its own SO_REUSEPORT socket
-    token: str = field(default_factory=names.new_token)
+    token: str = field(default_factory=names.new_token)  # in every name (see ipc/names.py)
+    name_key: str = field(default_factory=names.new_key, repr=False)  # secret: names' macs
     max_payload_bytes: int = 256 * MiB  # the largest request body (413 beyond)
     request_arena_bytes: int = 257 * MiB  # max_payload_bytes + META_ROOM
     response_arena_bytes: int = 256 * MiB
@@ -177,7 +178,7 @@ class Plan:
         return self.timeout if self.timeout else DRAIN_S
 
     def name(self, role: str) -> str:
-        return names.make(self.token, role)
+        return names.make(self.token, role, self.name_key)
 
     @property
     def workers(self) -> int:

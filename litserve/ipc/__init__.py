@@ -14,23 +14,27 @@ from .errors import (
     ArenaFull,
     InvalidFree,
     IPCError,
+    LeaseNotFound,
     LitServeError,
     PayloadTooLarge,
     RingEmpty,
     RingFull,
     SegmentExists,
     SegmentNotFound,
+    SharedMemoryFull,
 )
 
 if TYPE_CHECKING:
     from .arena import Arena
+    from .janitor import Janitor
+    from .lease import Lease
     from .ring import Ring
     from .segment import Segment
     from .semaphore import Semaphore
     from .slots import SlotTable
 
-_LAZY = {"Arena": "arena", "Ring": "ring", "Segment": "segment", "Semaphore": "semaphore",
-         "SlotTable": "slots"}
+_LAZY = {"Arena": "arena", "Janitor": "janitor", "Lease": "lease", "Ring": "ring",
+         "Segment": "segment", "Semaphore": "semaphore", "SlotTable": "slots"}
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +48,9 @@ __all__ = [
     "ArenaFull",
     "IPCError",
     "InvalidFree",
+    "Janitor",
+    "Lease",
+    "LeaseNotFound",
     "LitServeError",
     "PayloadTooLarge",
     "Ring",
@@ -53,5 +60,6 @@ __all__ = [
     "SegmentExists",
     "SegmentNotFound",
     "Semaphore",
+    "SharedMemoryFull",
     "SlotTable",
 ]

@@ -20,6 +20,18 @@ class SegmentExists(IPCError, FileExistsError):
     """Creating a segment or semaphore whose name is already taken."""
 
 
+class SharedMemoryFull(IPCError):
+    """/dev/shm had no room to back a new segment (it is backed in full at creation)."""
+
+    def __init__(self, message: str, *, name: str, size: int, free: int) -> None:
+        super().__init__(message)
+        self.name, self.size, self.free = name, size, free
+
+
+class LeaseNotFound(IPCError, FileNotFoundError):
+    """Joining a server whose lease is gone: every process of it has exited."""
+
+
 class RingFull(IPCError, TimeoutError):
     """A ring had no free cell within the allowed wait."""
 

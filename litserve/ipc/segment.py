@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -10,9 +12,11 @@ from dataclasses import dataclass
 import posix_ipc
 
 from ._shm import map_file, privatize
-from .errors import SegmentExists, SegmentNotFound
+from .errors import SegmentExists, SegmentNotFound, SharedMemoryFull
+from .names import SHM_DIR
 
 PAGE = mmap.PAGESIZE
+MiB = 1 << 20
 IDLE_MAPPINGS = 8  # per segment: returned loan mappings kept for the next loan of their range
 
 Pool = OrderedDict[tuple[int, int], mmap.mmap]
@@ -24,7 +28,9 @@ class Segment:
     ``buf`` is a writable memoryview over the whole mapping.  The creator owns the
     name and calls ``unlink``; every process that mapped it calls ``close``.  With
     ``keep_fd`` the segment's file descriptor stays open until ``close``, so that
-    ``loan`` can map ranges of it.
+    ``loan`` can map ranges of it.  A new segment is backed in full at creation
+    (``posix_fallocate``): a /dev/shm too small for it is ``SharedMemoryFull`` then,
+    never a SIGBUS at a later write.
     """
 
     def __init__(self, name: str, size: int | None = None, *, create: bool = False,
@@ -49,6 +55,8 @@ class Segment:
                 raise SegmentNotFound(
                     f"shared-memory segment {name!r} is empty (its creator did not finish)"
                 )
+            if create:
+                _back(shm.fd, name, shm.size)
             self._mmap = mmap.mmap(shm.fd, shm.size)
         except BaseException:
             shm.close_fd()
@@ -203,6 +211,23 @@ def _map_range(fd: int, start: int, end: int, copy_on_write: bool) -> mmap.mmap:
         m.close()
         raise
     return m
+
+
+def _back(fd: int, name: str, size: int) -> None:
+    """Allocate every page of a new segment now.  A sparse one would take pages as bytes
+    are written, and a write into a hole after /dev/shm filled up is a SIGBUS."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM):
+            raise
+        st = os.statvfs(SHM_DIR)
+        free = st.f_bavail * st.f_frsize
+        raise SharedMemoryFull(
+            f"shared-memory segment {name!r} needs {size / MiB:.1f} MiB but {SHM_DIR} has "
+            f"only {free / MiB:.1f} MiB free ({exc.strerror}); give the machine more shared "
+            "memory (in Docker: --shm-size, e.g. --shm-size=2g) or lower max_payload_size / "
+            "response_buffer_size", name=name, size=size, free=free) from exc
 
 
 def unlink(name: str) -> bool:
