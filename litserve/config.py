@@ -202,8 +202,10 @@ def fit_shared_memory(plan: Plan, free: int, explicit: bool) -> str | None:
 
     Sizes the user chose (``explicit``) that do not fit are a ``ConfigError``; default
     sizes are scaled down, and the returned sentence says to what (None: they fit).
-    Arena pages are only used as bodies arrive, but a body written past what /dev/shm
-    can hold would kill the process with SIGBUS, so the plan must fit up front.
+    Every segment is backed in full when it is made (``ipc/segment.py``: a /dev/shm
+    without room is a start-up error, never a SIGBUS mid-request), so the plan must fit
+    up front; the share left over is room for a replacement's arenas while the dead
+    process's pages are still being let go.
     """
     from .ipc.ring import segment_size
     from .protocol import CELL_SIZE, RELEASE_CELL

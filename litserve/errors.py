@@ -6,12 +6,14 @@ from .ipc.errors import (
     ArenaFull,
     InvalidFree,
     IPCError,
+    LeaseNotFound,
     LitServeError,
     PayloadTooLarge,
     RingEmpty,
     RingFull,
     SegmentExists,
     SegmentNotFound,
+    SharedMemoryFull,
 )
 
 
@@ -28,11 +30,13 @@ __all__ = [
     "ConfigError",
     "IPCError",
     "InvalidFree",
+    "LeaseNotFound",
     "LitServeError",
     "PayloadTooLarge",
     "RingEmpty",
     "RingFull",
     "SegmentExists",
     "SegmentNotFound",
+    "SharedMemoryFull",
     "StartupError",
 ]

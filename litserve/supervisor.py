@@ -27,8 +27,9 @@ from .errors import ConfigError, StartupError
 from .http import recovery as front_recovery
 from .http.front import front_main
 from .ipc import Ring
-from .ipc.errors import IPCError
-from .ipc.janitor import Janitor, sweep
+from .ipc.errors import IPCError, SharedMemoryFull
+from .ipc.janitor import Janitor, sweep, sweep_dead
+from .ipc.lease import Lease
 from .sockets import bind
 from .worker import recovery as worker_recovery
 from .worker.main import worker_main
@@ -70,11 +71,27 @@ class Supervisor:
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until a signal; the exit code (0 clean, 1 failed)."""
+        dead = sweep_dead()  # what servers that died before us left (whatever killed them)
+        if dead.removed:
+            log.info("litserve: removed %d /dev/shm names of dead servers", len(dead.removed))
+        if dead.failed:
+            log.warning("litserve: could not remove names of dead servers: %s", dead.problems())
+        # Our names live exactly as long as one of our processes holds the lease; the
+        # janitor removes them when the last one is gone, however it went.
+        lease = Lease.create(self.plan.token)
+        try:
+            janitor = Janitor.start(self.plan.token)
+        except BaseException:
+            lease.release()
+            sweep(self.plan.token)
+            raise
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        janitor = Janitor.start(self.plan.token)
         try:
             self.max_restarts = max_restarts()
-            self._create()
+            try:
+                self._create()
+            except SharedMemoryFull as exc:
+                raise StartupError(f"litserve: {exc}") from None
             self._start()
             if not self._wait_started():
                 return 1 if self.stop_signal is None else 0
@@ -87,8 +104,13 @@ class Supervisor:
             return 1
         finally:
             self._shutdown()
-            sweep(self.plan.token)
-            janitor.stop()
+            left = sweep(self.plan.token)
+            lease.release()
+            if not janitor.stop():
+                log.warning("litserve: a process of this server still holds its lease; "
+                            "the next start removes its names")
+            if left.failed:
+                log.warning("litserve: could not remove: %s", left.problems())
             for s, h in old.items():
                 signal.signal(s, h)
             os.close(self._wake_r)

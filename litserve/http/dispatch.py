@@ -151,6 +151,12 @@ class Dispatcher:
 
     def _read(self, c: P.Completion) -> Reply | None:
         if c.kind == P.WORKER_DIED:
+            # Everything it posted came before this record: let go of its out-arena now,
+            # so that its pages are freed before its replacement backs a new one.
+            out = self.outs.pop((c.worker, c.gen), None)
+            if out is not None:
+                out[1].close()
+                out[0].close()
             return None
         if c.block == P.NO_BLOCK:
             raw = c.inline

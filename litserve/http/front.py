@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -14,6 +15,8 @@ import cloudpickle
 import uvicorn
 
 from ..config import Plan
+from ..ipc.errors import SharedMemoryFull
+from ..ipc.lease import Lease
 from ..ipc.lifeline import die_with_parent
 from .app import Front
 from .body import PRIVATE_MAX
@@ -44,8 +47,13 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket, parent: in
     front's shared memory."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent, signal.SIGTERM)
+    Lease.join(plan.token)  # held until exit: this process keeps the names alive
     apis, specs = cloudpickle.loads(plan.apis_blob)
-    front = Front(plan, index, apis, specs, gen)
+    try:
+        front = Front(plan, index, apis, specs, gen)
+    except SharedMemoryFull as exc:  # a sentence says it all
+        print(f"litserve: HTTP front {index} cannot start: {exc}", file=sys.stderr, flush=True)
+        os._exit(3)
     kwargs: dict[str, Any] = {"access_log": False, "timeout_graceful_shutdown": plan.drain_s,
                               "ws": "none",
                               "http": protocol_class(front.place_direct, front.guard,

@@ -15,6 +15,8 @@ import cloudpickle
 
 from .. import protocol as P
 from ..config import Plan
+from ..ipc.errors import SharedMemoryFull
+from ..ipc.lease import Lease
 from ..ipc.lifeline import die_with_parent
 from .runner import Runner
 
@@ -25,6 +27,7 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
     """Load the APIs, run ``setup`` on this worker's device, then serve until STOP."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     die_with_parent(parent, signal.SIGKILL)  # the supervisor is already gone
+    Lease.join(plan.token)  # held until exit: this process keeps the names alive
     logging.basicConfig(level=plan.log_level.upper(), format="%(levelname)s:%(name)s: %(message)s")
     board = P.Board(P.ServerNames.of(plan.name).board)
     device = plan.devices[j]
@@ -35,6 +38,10 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
             api.device = device
             api.setup(device)
         runner = Runner(plan, j, gen, apis, specs)
+    except SharedMemoryFull as exc:  # a sentence says it all
+        print(f"litserve: worker {j} cannot start: {exc}", file=sys.stderr, flush=True)
+        board.set_worker(j, gen, P.FAILED)
+        os._exit(SETUP_FAILED)
     except BaseException:
         print(f"litserve: worker {j} failed in setup({device!r}):", file=sys.stderr)
         traceback.print_exc()

@@ -5,6 +5,7 @@ reading them back."""
 from __future__ import annotations
 
 import os
+from dataclasses import astuple
 
 import pytest
 
@@ -28,11 +29,16 @@ def test_tokens_carry_no_pid():
 
 
 def every_role(fronts: int = 3, workers: int = 3, gens: int = 3) -> list[str]:
-    roles = [P.request_ring_role(), P.board_role()]
+    """Every role a server names, as the typed name records spell them (given the
+    identity as their namer, they hold the roles themselves)."""
+    def role(r: str) -> str:
+        return r
+
+    records: list[object] = [P.ServerNames.of(role)]
     for gen in range(gens):
-        roles += [r for i in range(fronts) for r in P.front_roles(i, gen)]
-        roles += [r for j in range(workers) for r in P.worker_roles(j, gen)]
-    return roles
+        records += [P.FrontNames.of(role, i, gen) for i in range(fronts)]
+        records += [P.WorkerNames.of(role, j, gen) for j in range(workers)]
+    return [r for record in records for r in astuple(record)]
 
 
 def plan(token: str) -> Plan:

@@ -260,7 +260,8 @@ def pids_mapping(server: Server, suffix: str) -> list[int]:
             maps = Path(f"/proc/{pid}/maps").read_text()
         except OSError:
             continue
-        entries = [line.rsplit("/", 1)[-1] for line in maps.splitlines() if "/dev/shm/" in line]
+        entries = [line.rstrip().rsplit("/", 1)[-1].removesuffix(" (deleted)")
+                   for line in maps.splitlines() if "/dev/shm/" in line]
         if any(entry_parts(e) == (token, suffix) for e in entries):
             found.append(pid)
     return found

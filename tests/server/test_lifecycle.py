@@ -42,9 +42,13 @@ def test_health_is_503_until_setup_finished(tmp_path: Path):
 
 
 def _new_names(before: set[str]) -> list[str]:
-    """Entries of ours that appeared since ``before`` (for a server that never got far
-    enough to be asked its token)."""
-    return [e for e in names.leftovers() if e not in before]
+    """Entries that appeared since ``before`` and belong to no live server (for a server
+    that never got far enough to be asked its token; other sessions' servers hold their
+    lease)."""
+    from litserve.ipc.lease import alive
+
+    return [e for e in names.leftovers() if e not in before
+            and not alive((names.parse(e) or ("-", ""))[0])]
 
 
 def test_setup_error_fails_start_up_with_the_traceback():
