@@ -205,10 +205,10 @@ shm_fetch_add64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  *     bits 21..0   pid   the owner while busy (Linux pid_max is at most 2**22), else 0
  *
  * The caller holds a semaphore unit.  Each step makes one non-blocking attempt and
- * says RING_DONE, RING_BUSY (the cell still belongs to a neighbour: try again) or
- * RING_SPURIOUS (the cells say there is nothing for that unit: the ring is empty /
- * full, so the unit was an excess one and the caller drops it).  Waiting and
- * timeouts stay in Python. */
+ * says done (None from ring_put, the record from ring_take), RING_BUSY (the cell
+ * still belongs to a neighbour: try again) or RING_SPURIOUS (the cells say there is
+ * nothing for that unit: the ring is empty / full, so the unit was an excess one and
+ * the caller drops it).  Waiting and timeouts stay in Python. */
 
 #define SEQ_SHIFT 23
 #define BUSY_BIT ((uint64_t)1 << 22)
@@ -351,7 +351,7 @@ ring_claim(const ring_t *r, uint64_t lag, uint64_t **cell_out, uint64_t *pos_out
     }
 }
 
-/* ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> RING_DONE | RING_BUSY |
+/* ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> None (done) | RING_BUSY |
  * RING_SPURIOUS */
 static PyObject *
 shm_ring_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -375,8 +375,10 @@ shm_ring_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         memcpy(dst, body.buf, (size_t)body.len);
         memset(dst + body.len, 0, (size_t)(r.cell_size - 8 - body.len));
         __atomic_store_n(cell, cell_word(pos + 1, 0), __ATOMIC_RELEASE);  /* FULL(pos) */
+        result = Py_NewRef(Py_None);
+    } else {
+        result = PyLong_FromLong(code);
     }
-    result = PyLong_FromLong(code);
 done:
     PyBuffer_Release(&body);
     PyBuffer_Release(&r.view);
@@ -713,9 +715,9 @@ static PyMethodDef methods[] = {
     FAST(store64, "store64(buf, offset, value) (release)"),
     FAST(cas64, "cas64(buf, offset, expected, desired) -> bool (seq_cst)"),
     FAST(fetch_add64, "fetch_add64(buf, offset, delta) -> old value (seq_cst, wraps mod 2**64)"),
-    FAST(ring_put, "ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> int: "
+    FAST(ring_put, "ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> None | int: "
                    "claim the next producer cell, copy body (zero-padded), publish it: "
-                   "RING_DONE; RING_BUSY if that cell is still being read; RING_SPURIOUS "
+                   "None; RING_BUSY if that cell is still being read; RING_SPURIOUS "
                    "if the ring is full"),
     FAST(ring_take, "ring_take(buf, pos_off, cells_off, mask, cell_size) -> bytes | int: "
                     "claim the next consumer cell, copy its body out, hand it back; "
@@ -763,7 +765,6 @@ PyInit__shm(void)
                       || PyModule_AddIntConstant(m, "NOGIL_COPY_BYTES", NOGIL_COPY_BYTES) < 0
                       || PyModule_AddIntConstant(m, "CELL_SEQ_SHIFT", SEQ_SHIFT) < 0
                       || PyModule_AddIntConstant(m, "CELL_BUSY", (long)BUSY_BIT) < 0
-                      || PyModule_AddIntConstant(m, "RING_DONE", RING_DONE) < 0
                       || PyModule_AddIntConstant(m, "RING_BUSY", RING_BUSY) < 0
                       || PyModule_AddIntConstant(m, "RING_SPURIOUS", RING_SPURIOUS) < 0
                       || PyModule_AddIntConstant(m, "STALL_NONE", STALL_NONE) < 0

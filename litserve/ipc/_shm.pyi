@@ -11,7 +11,6 @@ WORD_SIZE: int
 NOGIL_COPY_BYTES: int
 CELL_SEQ_SHIFT: int
 CELL_BUSY: int
-RING_DONE: int
 RING_BUSY: int
 RING_SPURIOUS: int
 STALL_NONE: int
@@ -24,7 +23,7 @@ def cas64(buf: Buffer, offset: int, expected: int, desired: int, /) -> bool: ...
 def fetch_add64(buf: Buffer, offset: int, delta: int, /) -> int: ...
 def ring_put(
     buf: Buffer, pos_off: int, cells_off: int, mask: int, cell_size: int, body: Buffer, /
-) -> int: ...
+) -> int | None: ...
 def ring_take(
     buf: Buffer, pos_off: int, cells_off: int, mask: int, cell_size: int, /
 ) -> bytes | int: ...

@@ -82,6 +82,11 @@ again, so that a put or get running meanwhile can only make it count too many (a
 excess unit: harmless, see above), never too few.  The owner pid is the process's
 pid as seen in its own pid namespace: every process attached to a ring must share
 the repairer's.
+
+Test hooks stop a process (SIGSTOP, once) inside each window, so that tests can kill
+it there or let it go on: ``_shm.set_stall`` inside the C step (after the claim,
+before the counter moves and before any copy; one predicted branch when off), and
+``Ring._stall_at`` around it (it swaps in a semaphore that stops: nothing when off).
 """
 
 from __future__ import annotations
@@ -113,15 +118,21 @@ PID_MASK = BUSY - 1
 _U64 = (1 << 64) - 1
 
 FREE, FULL, WRITING, READING = 0, 1, 2, 3  # Ring.state(); see the module doc
-DONE, NEIGHBOUR_BUSY, SPURIOUS = _shm.RING_DONE, _shm.RING_BUSY, _shm.RING_SPURIOUS
+NEIGHBOUR_BUSY, SPURIOUS = _shm.RING_BUSY, _shm.RING_SPURIOUS  # what a step says if not done
 
-# Test hook: a process whose ``_stall`` names one of these points stops itself there
-# once (SIGSTOP), so that a test can kill it, or let it go on, inside that window.
+# The windows of a put / get outside the C step (``Ring._stall_at``, a test hook): which
+# semaphore, and whether the process stops right after taking a unit of it or right
+# before releasing one.
 PUT_HOLDS_SPACE = "put-holds-space"  # a space unit taken, ring_put not yet called
 PUT_BEFORE_ITEMS = "put-before-items"  # the record published, items not yet released
 GET_HOLDS_ITEM = "get-holds-item"  # an items unit taken, ring_take not yet called
 GET_BEFORE_SPACE = "get-before-space"  # the cell handed back, space not yet released
-_stall = ""
+_WINDOWS = {
+    PUT_HOLDS_SPACE: ("space", True),
+    PUT_BEFORE_ITEMS: ("items", False),
+    GET_HOLDS_ITEM: ("items", True),
+    GET_BEFORE_SPACE: ("space", False),
+}
 
 load64, store64, cas64 = _shm.load64, _shm.store64, _shm.cas64
 ring_put, ring_take, ring_wait = _shm.ring_put, _shm.ring_take, _shm.ring_wait
@@ -248,18 +259,14 @@ class Ring:
             raise RingFull(
                 f"ring {self.name!r} is full ({self.capacity} cells) after waiting {timeout} s"
             )
-        if _stall:
-            _stop_at(PUT_BEFORE_ITEMS)
         self.items.release()
 
     def _put(self, body: bytes, deadline: float | None) -> bool:
         """Write ``body`` for the space unit we hold: False (the unit given back) if a
         neighbour kept our cell past the deadline, or no unit that counted came."""
-        if _stall:
-            _stop_at(PUT_HOLDS_SPACE)
         buf, mask, size = self._buf, self._mask, self.cell_size
         tries = 0
-        while code := ring_put(buf, OFF_ENQUEUE, OFF_CELLS, mask, size, body):
+        while (code := ring_put(buf, OFF_ENQUEUE, OFF_CELLS, mask, size, body)) is not None:
             if code == SPURIOUS:  # the ring is full: our unit counted nothing; drop it
                 if not self._unit(self.space, OFF_ENQUEUE, 0, deadline):
                     return False
@@ -290,8 +297,6 @@ class Ring:
     def _take(self, deadline: float | None) -> bytes | None:
         """Take the record of the items unit we hold: None (the unit given back) if a
         neighbour kept our cell past the deadline, or no unit that counted came."""
-        if _stall:
-            _stop_at(GET_HOLDS_ITEM)
         buf, mask, size = self._buf, self._mask, self.cell_size
         tries = 0
         while not isinstance(got := ring_take(buf, OFF_DEQUEUE, OFF_CELLS, mask, size), bytes):
@@ -304,8 +309,6 @@ class Ring:
             if not _back_off(tries, deadline):
                 self.items.release()
                 return None
-        if _stall:
-            _stop_at(GET_BEFORE_SPACE)
         self.space.release()
         return got
 
@@ -428,6 +431,17 @@ class Ring:
     def _cell(self, pos: int) -> int:
         return OFF_CELLS + (pos & self._mask) * self.cell_size
 
+    def _stall_at(self, point: str) -> None:
+        """Test hook: make this process stop itself (SIGSTOP) once inside the window
+        ``point`` (PUT_HOLDS_SPACE ...) of its next put / get on this ring object, so
+        that a test can kill it there or let it go on.  (The windows inside the C step
+        have ``_shm.set_stall``.)  Nothing is checked on the hot path: the hook swaps
+        in a semaphore that stops."""
+        if point not in _WINDOWS:
+            raise ValueError(f"point={point!r} is not a ring window; use one of {sorted(_WINDOWS)}")
+        role, after_take = _WINDOWS[point]
+        setattr(self, role, _StopOnce(getattr(self, role), after_take))
+
     # -- the old names (the supervisor on main still calls them) -------------------------
     def fill_abandoned(self, filler: bytes, settle: float = 0.05) -> int:
         """Deprecated: ``repair(filler=filler).filled`` (``settle`` is ignored)."""
@@ -466,12 +480,34 @@ def _abandoned(pid: int, dead: frozenset[int]) -> bool:
     return False
 
 
-def _stop_at(point: str) -> None:
-    """The test hook: stop this process (SIGSTOP) once if ``_stall`` names ``point``."""
-    global _stall
-    if _stall == point:
-        _stall = ""
-        os.kill(os.getpid(), signal.SIGSTOP)
+class _StopOnce(Semaphore):
+    """The semaphore of a ring under the test hook: this process stops itself (SIGSTOP)
+    once, right after it took a unit (``after_take``) or right before it releases one."""
+
+    def __init__(self, sem: Semaphore, after_take: bool) -> None:
+        self.__dict__.update(sem.__dict__)  # the same handle; no new semaphore is opened
+        self._after_take, self._armed = after_take, True
+
+    def _stop(self) -> None:
+        if self._armed:
+            self._armed = False
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    def try_acquire(self) -> bool:
+        took = super().try_acquire()
+        if took and self._after_take:
+            self._stop()
+        return took
+
+    def acquire(self, timeout: timeouts.Timeout = None) -> None:
+        super().acquire(timeout)
+        if self._after_take:
+            self._stop()
+
+    def release(self, n: int = 1) -> None:
+        if not self._after_take:
+            self._stop()
+        super().release(n)
 
 
 def _back_off(tries: int, deadline: float | None) -> bool:

@@ -9,7 +9,6 @@ import struct
 from multiprocessing.connection import Connection
 
 from litserve.ipc import Arena, Ring, SlotTable, _shm
-from litserve.ipc import ring as ring_mod
 
 # -- ring / arena ---------------------------------------------------------------------
 
@@ -33,20 +32,21 @@ def drain(ring_name: str, count: int, conn: Connection) -> None:
         ring.close()
 
 
-def arm_stall(point: int | str) -> None:
-    """Make this process stop itself (SIGSTOP) once at a ring window: an int is a C
-    point (``_shm.STALL_*``), a str a Python one (``ring.PUT_HOLDS_SPACE`` ...)."""
+def arm_stall(ring: Ring, point: int | str) -> None:
+    """Make this process stop itself (SIGSTOP) once inside a window of its next put /
+    get: an int is a point in the C step (``_shm.STALL_*``), a str a window around it
+    (``ring.PUT_HOLDS_SPACE`` ...)."""
     if isinstance(point, int):
         _shm.set_stall(point)
     else:
-        ring_mod._stall = point
+        ring._stall_at(point)
 
 
 def stall_put(ring_name: str, body: bytes, point: int | str, conn: Connection) -> None:
     """Put ``body``, stopping once at ``point`` on the way; then say "done"."""
     ring = Ring(ring_name, spin=0)
     try:
-        arm_stall(point)
+        arm_stall(ring, point)
         ring.put(body, timeout=30)
         conn.send("done")
     finally:
@@ -57,7 +57,7 @@ def stall_get(ring_name: str, point: int | str, conn: Connection) -> None:
     """Get one record, stopping once at ``point`` on the way; then send the record."""
     ring = Ring(ring_name, spin=0)
     try:
-        arm_stall(point)
+        arm_stall(ring, point)
         conn.send(ring.get(timeout=30))
     finally:
         ring.close()

@@ -270,3 +270,10 @@ def test_a_waiter_drops_excess_units_then_sleeps_until_a_real_record(ring):
     finally:
         helper.join(10)
     assert_consistent(ring)
+
+
+def test_the_stall_hooks_refuse_an_unknown_point(ring):
+    with pytest.raises(ValueError, match="point='later' is not a ring window; use one of"):
+        ring._stall_at("later")
+    with pytest.raises(ValueError, match="point=7 is not a stall point"):
+        _shm.set_stall(7)
