@@ -17,8 +17,9 @@
  *                                    visible to whoever acquire-loads this word
  *   cas64       __ATOMIC_SEQ_CST on success and failure
  *   fetch_add64 __ATOMIC_SEQ_CST
- *   ring_put    acquire-load of the cell sequence, seq_cst CAS of the position,
- *               body copy, then release-store of the cell sequence (publishes it)
+ *   ring_put    seq_cst loads of the position and the cell word, seq_cst CAS of
+ *               the cell word (the claim), seq_cst CAS of the position, body copy,
+ *               then release-store of the cell word (publishes it)
  *   ring_take   the same on the consumer side; the body is copied out before the
  *               release-store that hands the cell back to producers
  * Words are unsigned 64-bit; Python ints outside [0, 2**64) are rejected with
@@ -29,6 +30,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <signal.h>
@@ -192,10 +194,61 @@ shm_fetch_add64(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ---- ring steps -------------------------------------------------------------
- * The ring is Vyukov's bounded MPMC queue (layout in litserve/ipc/ring.py).  The
- * caller holds a semaphore unit, so a cell for it exists; these functions make one
- * non-blocking attempt to claim it and return "not yet" when the neighbour that
- * owns the cell is still busy with it.  Waiting and timeouts stay in Python. */
+ * The ring is Vyukov's bounded MPMC queue (layout, cell states and crash repair in
+ * litserve/ipc/ring.py), with one change: a position is claimed by a CAS on the
+ * cell's own word that writes the claimer's pid into it, and only then is the
+ * position counter moved on (by the claimer or by any neighbour that finds the cell
+ * claimed), so a claimed cell always names its owner.  Cell word:
+ *
+ *     bits 63..23  seq   position mod 2**41 (compared as a signed 41-bit difference)
+ *     bit  22      busy  a producer is writing / a consumer is reading the cell
+ *     bits 21..0   pid   the owner while busy (Linux pid_max is at most 2**22), else 0
+ *
+ * The caller holds a semaphore unit.  Each step makes one non-blocking attempt and
+ * says done (None from ring_put, the record from ring_take), RING_BUSY (the cell
+ * still belongs to a neighbour: try again) or RING_SPURIOUS (the cells say there is
+ * nothing for that unit: the ring is empty / full, so the unit was an excess one and
+ * the caller drops it).  Waiting and timeouts stay in Python. */
+
+#define SEQ_SHIFT 23
+#define BUSY_BIT ((uint64_t)1 << 22)
+#define PID_MASK (BUSY_BIT - 1)
+
+enum { RING_DONE = 0, RING_BUSY = 1, RING_SPURIOUS = 2 };
+enum { STALL_NONE = 0, STALL_PUT_CLAIMED = 1, STALL_TAKE_CLAIMED = 2 };
+
+/* BUSY_BIT | getpid(), set at import and in every forked child (pthread_atfork). */
+static uint64_t ring_owner;
+/* Test hook (set_stall): the STALL_* point at which this process stops itself once. */
+static int stall_point = STALL_NONE;
+
+static void
+refresh_owner(void)
+{
+    ring_owner = BUSY_BIT | ((uint64_t)getpid() & PID_MASK);
+}
+
+static inline void
+stall_at(int point)
+{
+    if (__builtin_expect(stall_point == point, 0)) {
+        stall_point = STALL_NONE;
+        kill(getpid(), SIGSTOP);
+    }
+}
+
+static inline uint64_t
+cell_word(uint64_t seq, uint64_t owner)
+{
+    return (seq << SEQ_SHIFT) | owner;
+}
+
+/* seq(word) - pos as a signed 41-bit number. */
+static inline int64_t
+seq_dif(uint64_t word, uint64_t pos)
+{
+    return (int64_t)(((word >> SEQ_SHIFT) - pos) << SEQ_SHIFT) >> SEQ_SHIFT;
+}
 
 typedef struct {
     Py_buffer view;
@@ -253,35 +306,57 @@ ring_cell(const ring_t *r, uint64_t pos)
     return (uint64_t *)(r->cells + (Py_ssize_t)(pos & r->mask) * r->cell_size);
 }
 
-/* Claim the cell for the next position whose sequence is pos + lag; NULL when the
- * cell at the current position still belongs to a slower neighbour. */
-static uint64_t *
-ring_claim(const ring_t *r, uint64_t lag, uint64_t *pos_out)
+/* Move the position counter from pos to pos + 1 unless someone already did; returns
+ * the counter's value afterwards (as far as this CAS knows). */
+static inline uint64_t
+ring_advance(const ring_t *r, uint64_t pos)
 {
-    uint64_t pos = __atomic_load_n(r->pos, __ATOMIC_ACQUIRE);
+    uint64_t seen = pos;
+    if (__atomic_compare_exchange_n(r->pos, &seen, pos + 1, 0,
+                                    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        return pos + 1;
+    return seen;
+}
+
+/* Claim the cell of the next position for this process: a producer (lag 0) needs
+ * FREE(pos) = seq pos, a consumer (lag 1) FULL(pos) = seq pos + 1, neither busy.
+ * A cell found claimed (busy, same seq) or already past pos means the counter lags:
+ * help move it on.  A cell still in the previous state is RING_SPURIOUS when nobody
+ * owns it (producer: FULL(pos - capacity), the ring is full; consumer: FREE(pos), the
+ * ring is empty), else RING_BUSY.  The loads are seq_cst so that the counter read
+ * and the cell read are one consistent picture (see ring.py on spurious units). */
+static int
+ring_claim(const ring_t *r, uint64_t lag, uint64_t **cell_out, uint64_t *pos_out)
+{
+    int64_t idle = lag ? -1 : -(int64_t)r->mask;  /* dif of the unowned previous state */
+    uint64_t pos = __atomic_load_n(r->pos, __ATOMIC_SEQ_CST);
     for (;;) {
         uint64_t *cell = ring_cell(r, pos);
-        int64_t dif = (int64_t)(__atomic_load_n(cell, __ATOMIC_ACQUIRE) - (pos + lag));
-        if (dif == 0) {
-            if (__atomic_compare_exchange_n(r->pos, &pos, pos + 1, 0,
-                                            __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)) {
+        uint64_t word = __atomic_load_n(cell, __ATOMIC_SEQ_CST);
+        int64_t dif = seq_dif(word, pos + lag);
+        if (dif == 0 && !(word & BUSY_BIT)) {
+            if (__atomic_compare_exchange_n(cell, &word, word | ring_owner, 0,
+                                            __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+                stall_at(lag ? STALL_TAKE_CLAIMED : STALL_PUT_CLAIMED);
+                ring_advance(r, pos);  /* once: a failure means a neighbour helped */
+                *cell_out = cell;
                 *pos_out = pos;
-                return cell;
+                return RING_DONE;
             }
-            /* lost the race: pos now holds the current position */
-        } else if (dif < 0) {
-            return NULL;
+        } else if (dif >= 0) {
+            pos = ring_advance(r, pos);
         } else {
-            pos = __atomic_load_n(r->pos, __ATOMIC_ACQUIRE);
+            return (dif == idle && !(word & BUSY_BIT)) ? RING_SPURIOUS : RING_BUSY;
         }
     }
 }
 
-/* ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> bool */
+/* ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> None (done) | RING_BUSY |
+ * RING_SPURIOUS */
 static PyObject *
 shm_ring_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    ring_t r; Py_buffer body; uint64_t pos;
+    ring_t r; Py_buffer body; uint64_t pos, *cell;
     if (check_nargs("ring_put", nargs, 6) < 0 || ring_args(args, &r) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[5], &body, PyBUF_SIMPLE) < 0) {
@@ -294,36 +369,40 @@ shm_ring_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                      body.len, r.cell_size - 8);
         goto done;
     }
-    uint64_t *cell = ring_claim(&r, 0, &pos);
-    if (cell != NULL) {
+    int code = ring_claim(&r, 0, &cell, &pos);
+    if (code == RING_DONE) {
         char *dst = (char *)(cell + 1);
         memcpy(dst, body.buf, (size_t)body.len);
         memset(dst + body.len, 0, (size_t)(r.cell_size - 8 - body.len));
-        __atomic_store_n(cell, pos + 1, __ATOMIC_RELEASE);
+        __atomic_store_n(cell, cell_word(pos + 1, 0), __ATOMIC_RELEASE);  /* FULL(pos) */
+        result = Py_NewRef(Py_None);
+    } else {
+        result = PyLong_FromLong(code);
     }
-    result = PyBool_FromLong(cell != NULL);
 done:
     PyBuffer_Release(&body);
     PyBuffer_Release(&r.view);
     return result;
 }
 
-/* ring_take(buf, pos_off, cells_off, mask, cell_size) -> bytes | None */
+/* ring_take(buf, pos_off, cells_off, mask, cell_size) -> bytes | RING_BUSY |
+ * RING_SPURIOUS */
 static PyObject *
 shm_ring_take(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    ring_t r; uint64_t pos;
+    ring_t r; uint64_t pos, *cell;
     if (check_nargs("ring_take", nargs, 5) < 0 || ring_args(args, &r) < 0)
         return NULL;
     /* Allocate first: once a cell is claimed, nothing may fail before it is released. */
     PyObject *out = PyBytes_FromStringAndSize(NULL, r.cell_size - 8);
     if (out != NULL) {
-        uint64_t *cell = ring_claim(&r, 1, &pos);
-        if (cell == NULL) {
-            Py_SETREF(out, Py_NewRef(Py_None));
+        int code = ring_claim(&r, 1, &cell, &pos);
+        if (code != RING_DONE) {
+            Py_SETREF(out, PyLong_FromLong(code));
         } else {
             memcpy(PyBytes_AS_STRING(out), cell + 1, (size_t)(r.cell_size - 8));
-            __atomic_store_n(cell, pos + r.mask + 1, __ATOMIC_RELEASE);
+            __atomic_store_n(cell, cell_word(pos + r.mask + 1, 0),  /* FREE(pos + capacity) */
+                             __ATOMIC_RELEASE);
         }
     }
     PyBuffer_Release(&r.view);
@@ -340,8 +419,8 @@ now_ns(void)
 
 /* ring_wait(buf, pos_off, cells_off, mask, cell_size, lag, spin_ns) -> bool
  * Spin without the GIL for at most spin_ns until the cell at the current position
- * has sequence pos + lag (lag 0: a producer could claim it, 1: a consumer could);
- * after SPIN_PAUSES looks it calls sched_yield() between looks.
+ * has reached sequence pos + lag (lag 0: a producer could claim it, 1: a consumer
+ * could); after SPIN_PAUSES looks it calls sched_yield() between looks.
  * True when it looks ready (the caller then tries its semaphore), False on time. */
 static PyObject *
 shm_ring_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -355,10 +434,8 @@ shm_ring_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     uint64_t end = now_ns() + spin_ns;
     for (unsigned i = 0;; i++) {
         uint64_t pos = __atomic_load_n(r.pos, __ATOMIC_ACQUIRE);
-        int64_t dif = (int64_t)(__atomic_load_n(ring_cell(&r, pos), __ATOMIC_ACQUIRE)
-                                - (pos + lag));
-        if (dif >= 0) {  /* ready, or taken by a neighbour since we read pos */
-            ready = 1;
+        if (seq_dif(__atomic_load_n(ring_cell(&r, pos), __ATOMIC_ACQUIRE), pos + lag) >= 0) {
+            ready = 1;  /* ready, or taken by a neighbour since we read pos */
             break;
         }
         if (i < SPIN_PAUSES) {
@@ -373,6 +450,26 @@ shm_ring_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&r.view);
     return PyBool_FromLong(ready);
+}
+
+/* set_stall(point) -> None.  Test hook: the next time this process passes `point`
+ * (STALL_PUT_CLAIMED: a producer's cell claimed, its counter not yet moved, nothing
+ * copied; STALL_TAKE_CLAIMED: the same for a consumer) it stops itself once with
+ * SIGSTOP.  STALL_NONE (0) disarms it. */
+static PyObject *
+shm_set_stall(PyObject *self, PyObject *arg)
+{
+    long point = PyLong_AsLong(arg);
+    if (point == -1 && PyErr_Occurred())
+        return NULL;
+    if (point != STALL_NONE && point != STALL_PUT_CLAIMED && point != STALL_TAKE_CLAIMED) {
+        PyErr_Format(PyExc_ValueError,
+                     "point=%ld is not a stall point; use STALL_NONE (0), "
+                     "STALL_PUT_CLAIMED (1) or STALL_TAKE_CLAIMED (2)", point);
+        return NULL;
+    }
+    stall_point = (int)point;
+    Py_RETURN_NONE;
 }
 
 /* ---- copies ---------------------------------------------------------------- */
@@ -618,14 +715,18 @@ static PyMethodDef methods[] = {
     FAST(store64, "store64(buf, offset, value) (release)"),
     FAST(cas64, "cas64(buf, offset, expected, desired) -> bool (seq_cst)"),
     FAST(fetch_add64, "fetch_add64(buf, offset, delta) -> old value (seq_cst, wraps mod 2**64)"),
-    FAST(ring_put, "ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> bool: "
-                   "claim the next producer cell, copy body (zero-padded), publish it; "
-                   "False if that cell is still being read"),
-    FAST(ring_take, "ring_take(buf, pos_off, cells_off, mask, cell_size) -> bytes | None: "
+    FAST(ring_put, "ring_put(buf, pos_off, cells_off, mask, cell_size, body) -> None | int: "
+                   "claim the next producer cell, copy body (zero-padded), publish it: "
+                   "None; RING_BUSY if that cell is still being read; RING_SPURIOUS "
+                   "if the ring is full"),
+    FAST(ring_take, "ring_take(buf, pos_off, cells_off, mask, cell_size) -> bytes | int: "
                     "claim the next consumer cell, copy its body out, hand it back; "
-                    "None if that cell is still being written"),
+                    "RING_BUSY if that cell is still being written, RING_SPURIOUS if the "
+                    "ring is empty"),
     FAST(ring_wait, "ring_wait(buf, pos_off, cells_off, mask, cell_size, lag, spin_ns) -> bool: "
                     "spin without the GIL until the next cell looks ready"),
+    {"set_stall", shm_set_stall, METH_O,
+     "set_stall(point): test hook; stop this process (SIGSTOP) once at a ring STALL_* point"},
     FAST(gather_copy, "gather_copy(dst, offset, sources) -> bytes copied; "
                       "copies of 64 KiB or more run without the GIL"),
     FAST(map_file, "map_file(buf, fd, offset, private): map bytes [offset, offset + len(buf)) "
@@ -644,9 +745,31 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__shm(void)
 {
+    if ((uint64_t)getpid() > PID_MASK) {
+        PyErr_Format(PyExc_ImportError, "pid %ld does not fit the 22 bits a ring cell keeps "
+                     "for its owner", (long)getpid());
+        return NULL;
+    }
+    refresh_owner();
+    static int hooked = 0;
+    if (!hooked) {
+        int err = pthread_atfork(NULL, NULL, refresh_owner);
+        if (err != 0) {
+            errno = err;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        hooked = 1;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && (PyModule_AddIntConstant(m, "WORD_SIZE", 8) < 0
-                      || PyModule_AddIntConstant(m, "NOGIL_COPY_BYTES", NOGIL_COPY_BYTES) < 0)) {
+                      || PyModule_AddIntConstant(m, "NOGIL_COPY_BYTES", NOGIL_COPY_BYTES) < 0
+                      || PyModule_AddIntConstant(m, "CELL_SEQ_SHIFT", SEQ_SHIFT) < 0
+                      || PyModule_AddIntConstant(m, "CELL_BUSY", (long)BUSY_BIT) < 0
+                      || PyModule_AddIntConstant(m, "RING_BUSY", RING_BUSY) < 0
+                      || PyModule_AddIntConstant(m, "RING_SPURIOUS", RING_SPURIOUS) < 0
+                      || PyModule_AddIntConstant(m, "STALL_NONE", STALL_NONE) < 0
+                      || PyModule_AddIntConstant(m, "STALL_PUT_CLAIMED", STALL_PUT_CLAIMED) < 0
+                      || PyModule_AddIntConstant(m, "STALL_TAKE_CLAIMED", STALL_TAKE_CLAIMED) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -32,6 +32,37 @@ def drain(ring_name: str, count: int, conn: Connection) -> None:
         ring.close()
 
 
+def arm_stall(ring: Ring, point: int | str) -> None:
+    """Make this process stop itself (SIGSTOP) once inside a window of its next put /
+    get: an int is a point in the C step (``_shm.STALL_*``), a str a window around it
+    (``ring.PUT_HOLDS_SPACE`` ...)."""
+    if isinstance(point, int):
+        _shm.set_stall(point)
+    else:
+        ring._stall_at(point)
+
+
+def stall_put(ring_name: str, body: bytes, point: int | str, conn: Connection) -> None:
+    """Put ``body``, stopping once at ``point`` on the way; then say "done"."""
+    ring = Ring(ring_name, spin=0)
+    try:
+        arm_stall(ring, point)
+        ring.put(body, timeout=30)
+        conn.send("done")
+    finally:
+        ring.close()
+
+
+def stall_get(ring_name: str, point: int | str, conn: Connection) -> None:
+    """Get one record, stopping once at ``point`` on the way; then send the record."""
+    ring = Ring(ring_name, spin=0)
+    try:
+        arm_stall(ring, point)
+        conn.send(ring.get(timeout=30))
+    finally:
+        ring.close()
+
+
 def digest_block(arena_name: str, offset: int, nbytes: int, conn: Connection) -> None:
     arena = Arena(arena_name)
     try:

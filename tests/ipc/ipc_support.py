@@ -80,6 +80,18 @@ def read_line(proc: subprocess.Popen[str], timeout: float, what: str) -> str:
     return line.strip()
 
 
+def wait_stopped(pid: int, timeout: float, what: str) -> None:
+    """Wait until ``pid`` is stopped (SIGSTOP: state T); fail at once if it exits."""
+
+    def stopped() -> bool:
+        state = proc_state(pid)
+        if state in (None, "Z", "X"):
+            raise NeverHappened(f"{what}: pid {pid} exited instead of stopping")
+        return state in ("T", "t")
+
+    wait_for(stopped, timeout, what)
+
+
 def kill_pid(pid: int) -> None:
     """SIGKILL a process that may already be gone."""
     with contextlib.suppress(ProcessLookupError):
