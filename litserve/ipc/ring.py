@@ -428,10 +428,6 @@ class Ring:
         position (seq - pos is 0 or 1 mod capacity: the capacity divides 2**41)."""
         return (word >> 21 & 2) | (((word >> SEQ_SHIFT) - pos) & self._mask)
 
-    def repair(self, dead: object = (), filler: bytes = b"") -> int:
-        """Repair what dead peers left half done on either side (both guesses above)."""
-        return self.fill_abandoned(filler) + self.release_abandoned()
-
     def _cell(self, pos: int) -> int:
         return OFF_CELLS + (pos & self._mask) * self.cell_size
 
@@ -447,15 +443,6 @@ class Ring:
         setattr(self, role, _StopOnce(getattr(self, role), after_take))
 
     # -- the old names (the supervisor on main still calls them) -------------------------
-    def fill_abandoned(self, filler: bytes, settle: float = 0.05) -> int:
-        """Deprecated: ``repair(filler=filler).filled`` (``settle`` is ignored)."""
-        return self.repair(filler=filler).filled
-
-    def release_abandoned(self, settle: float = 0.05) -> int:
-        """Deprecated: ``repair()`` but leaving dead producers' cells for a filler of
-        the caller's; returns the cells freed (``settle`` is ignored)."""
-        return self._repair(frozenset(), None).freed
-
     def __len__(self) -> int:
         """Positions producers claimed that consumers have not (records ready or being
         written); approximate while others are working on the ring."""

@@ -22,6 +22,7 @@ from .harness import (
     Server,
     children,
     entry_parts,
+    pids,
     pids_mapping,
     serve,
     server_names,
@@ -157,7 +158,11 @@ def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_pa
     with serve("basic:Slow", timeout=60, env={"LITSERVE_TEST_LOG": str(log)}) as server:
         assert server.post(json={"tag": "warm"}).status_code == 200
         done = Ring(shm_name(server, "f0.0.done"))
-        pos = _shm.load64(done._buf, ring_mod.OFF_ENQUEUE)  # claim a cell as the worker would
+        [worker] = pids(server, "worker")
+        # claim the next cell in the worker's name, as its ring_put does first
+        pos = _shm.load64(done._buf, ring_mod.OFF_ENQUEUE)
+        assert _shm.cas64(done._buf, done._cell(pos), ring_mod.cell_word(pos),
+                          ring_mod.cell_word(pos, worker))
         assert _shm.cas64(done._buf, ring_mod.OFF_ENQUEUE, pos, pos + 1)
         done.close()
         with ThreadPoolExecutor(1) as pool:
@@ -165,7 +170,8 @@ def test_a_completion_cell_left_half_written_by_a_dead_worker_is_repaired(tmp_pa
             with pytest.raises(TimeoutError):
                 stuck.result(timeout=1.5)  # its answer waits behind the half-written cell
             line = next(x for x in log.read_text().splitlines() if "behind" in x)
-            os.kill(int(line.split("pid=")[1]), signal.SIGKILL)
+            assert int(line.split("pid=")[1]) == worker
+            os.kill(worker, signal.SIGKILL)
             assert stuck.result(timeout=20).json()["tag"] == "behind"
         wait_for(lambda: server.health() == 200, 30, "the replacement worker")
         assert server.post(json={"tag": "after"}).json()["tag"] == "after"
