@@ -242,6 +242,17 @@ def wait_idle(server: Server, front: int = 0, timeout: float = 10.0) -> None:
         raise AssertionError(f"{exc}; still held (slots, arena bytes): {last[0]}") from None
 
 
+def predicted_by(log: Path, tag: str) -> int:
+    """The pid of the worker that started predict for ``tag`` (0: none yet), from the
+    lines apps/basic.py notes in $LITSERVE_TEST_LOG ("predict <tag> pid=<pid>")."""
+    if not log.exists():
+        return 0
+    for line in log.read_text().splitlines():
+        if line.split()[1:2] == [tag]:
+            return int(line.split("pid=")[1])
+    return 0
+
+
 def states(slots: SlotTable) -> list[int]:
     return [slots.state(i)[2] for i in range(slots.count)]
 

@@ -13,16 +13,7 @@ import pytest
 
 from litserve.protocol import STALE_S
 
-from .harness import pids, serve, wait_for
-
-
-def _predicted(log: Path, tag: str) -> int:
-    if not log.exists():
-        return 0
-    for line in log.read_text().splitlines():
-        if line.split()[1:2] == [tag]:
-            return int(line.split("pid=")[1])
-    return 0
+from .harness import pids, predicted_by, serve, wait_for
 
 
 def test_a_stopped_worker_makes_health_503_until_it_runs_again():
@@ -68,7 +59,7 @@ def test_a_worker_stuck_past_predict_timeout_is_replaced(tmp_path: Path):
                env={"LITSERVE_TEST_LOG": str(log)}) as server:
         with ThreadPoolExecutor(1) as pool:
             stuck = pool.submit(server.post, json={"tag": "stuck", "gate": str(gate)})
-            old = wait_for(lambda: _predicted(log, "stuck"), 10, "the request in predict")
+            old = wait_for(lambda: predicted_by(log, "stuck"), 10, "the request in predict")
             wait_for(lambda: server.health() == 503, 10, "/health saying 503")
             r = stuck.result(timeout=30)
         assert r.status_code == 500, r.text

@@ -22,22 +22,13 @@ from .harness import (
     alive,
     pids,
     pids_mapping,
+    predicted_by,
     serve,
     shm_name,
     slot_table,
     states,
     wait_for,
 )
-
-
-def _predicted(log: Path, tag: str) -> int:
-    """The pid of the worker that started predict for ``tag`` (0: none yet)."""
-    if not log.exists():
-        return 0
-    for line in log.read_text().splitlines():
-        if line.split()[1:2] == [tag]:
-            return int(line.split("pid=")[1])
-    return 0
 
 
 def test_a_worker_died_record_read_late_leaves_the_replacements_requests_alone(
@@ -54,13 +45,13 @@ def test_a_worker_died_record_read_late_leaves_the_replacements_requests_alone(
         slots = slot_table(server)
         with ThreadPoolExecutor(2) as pool:
             doomed = pool.submit(server.post, json={"tag": "doomed", "gate": str(gate1)})
-            old = wait_for(lambda: _predicted(log, "doomed"), 10, "doomed reaching predict")
+            old = wait_for(lambda: predicted_by(log, "doomed"), 10, "doomed reaching predict")
             survivor = pool.submit(server.post, json={"tag": "survivor", "gate": str(gate2)})
             wait_for(lambda: states(slots).count(POSTED) == 1, 10, "survivor queued")
             os.kill(front, signal.SIGSTOP)
             try:
                 os.kill(old, signal.SIGKILL)
-                new = wait_for(lambda: _predicted(log, "survivor"), 30,
+                new = wait_for(lambda: predicted_by(log, "survivor"), 30,
                                "the replacement worker taking the survivor")
                 assert new != old and pids(server, "worker") == [new]
             finally:
@@ -89,7 +80,7 @@ def test_the_completion_thread_survives_a_record_it_cannot_read(tmp_path: Path):
         done = Ring(shm_name(server, "f0.0.done"))
         with ThreadPoolExecutor(1) as pool:
             lost = pool.submit(server.post, json={"tag": big, "gate": str(gate)})
-            worker = wait_for(lambda: _predicted(log, big), 10, "the request reaching predict")
+            worker = wait_for(lambda: predicted_by(log, big), 10, "the request reaching predict")
             out = shm_name(server, "w0.0.out")
             os.kill(front, signal.SIGSTOP)
             try:
@@ -177,7 +168,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_stops_accepting(tmp_path: Pa
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(server.post, json={"tag": "slow", "gate": str(gate)},
                                timeout=60)
-            wait_for(lambda: _predicted(log, "slow"), 10, "the request reaching predict")
+            wait_for(lambda: predicted_by(log, "slow"), 10, "the request reaching predict")
             server.terminate()
             wait_for(lambda: _connect_refused(port), 10, "the server to stop accepting")
             with pytest.raises(TimeoutError):
@@ -200,7 +191,7 @@ def test_a_second_sigterm_stops_at_once(tmp_path: Path):
         with ThreadPoolExecutor(1) as pool:
             stuck = pool.submit(server.post, json={"tag": "stuck", "gate": str(gate)},
                                 timeout=60)
-            wait_for(lambda: _predicted(log, "stuck"), 10, "the request reaching predict")
+            wait_for(lambda: predicted_by(log, "stuck"), 10, "the request reaching predict")
             server.proc.send_signal(signal.SIGTERM)
             wait_for(lambda: "requests in flight may finish" in server.output, 10,
                      "the drain starting")
