@@ -23,7 +23,6 @@ test_chaos.py asserts its checks); the CLI exits 1 when a check failed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -57,10 +56,6 @@ KINDS = ("kill", "stop")
 WRONG = ("foreign_answer", "wrong_answer")  # a 200 that is not the request's answer
 CLEAN = {"http_500", "http_503", "http_504"}  # failures a client can act on
 ROUTE_WEIGHTS = {"json": 3, "tensor": 1, "stream": 2, "batch": 3}
-OCTET = {"content-type": "application/octet-stream", "x-tensor-dtype": "float32",
-         "x-tensor-shape": ",".join(map(str, app.TENSOR_SHAPE)),
-         "accept": "application/octet-stream"}
-LETTERS = "abcdefghijklmnopqrstuvwxyzé✓"
 
 
 @dataclass
@@ -126,134 +121,38 @@ class Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     outcomes: list[Outcome] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
-    sent: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (client, route)
-    tensors: dict[bytes, str] = field(default_factory=dict)  # digest of answer -> id
+    sent: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # key of a request
+    # (its id, or its answer's digest) -> (client, route, id)
     counts: dict[int, list[int]] = field(default_factory=dict)  # client -> [sent, answered]
     births: dict[tuple[str, int, int], list[float]] = field(default_factory=dict)
     rss: list[tuple[float, str, int, int, int, int, int]] = field(default_factory=list)
     shm: list[tuple[float, int, int]] = field(default_factory=list)  # t, entries, bytes
     cpu: dict[int, float] = field(default_factory=dict)  # pid -> CPU seconds, last seen
+    usage: list[tuple[float, int, int, int]] = field(default_factory=list)  # t, front,
+    # request slots and request-arena bytes it holds (from the board)
     times: tuple[float, float] = (0.0, 0.0)  # this process's CPU seconds, wall at start
 
 
-# -- requests and their checks --------------------------------------------------------
-class Call:
-    """One request: how to send it and what its answer must be."""
-
-    def __init__(self, route: str, rid: str, send: dict[str, Any]) -> None:
-        self.route, self.rid, self.send = route, rid, send
-
-    def check(self, r: httpx.Response, run: Run) -> tuple[str, str]:
-        raise NotImplementedError
-
-
-class JsonCall(Call):
-    def __init__(self, rng: random.Random, rid: str, route: str = "json") -> None:
-        size = 20000 if rng.random() < 0.1 else rng.randint(0, 200)  # some go through arenas
-        self.req = {"id": rid, "x": [rng.randint(-999, 999) for _ in range(rng.randint(0, 64))],
-                    "s": "".join(rng.choices(LETTERS, k=size))}
-        if route == "batch":
-            self.req.pop("s")
-        super().__init__(route, rid, {"json": self.req})
-
-    def expected(self) -> dict[str, Any]:
-        return app.expect_json(self.req)
-
-    def check(self, r: httpx.Response, run: Run) -> tuple[str, str]:
-        try:
-            got = {k: v for k, v in r.json().items() if k not in app.VOLATILE}
-        except (ValueError, AttributeError):
-            return "wrong_answer", f"not a JSON object: {r.content[:80]!r}"
-        if got == self.expected():
-            return "ok", ""
-        return _wrong(run, got.get("id"), self.rid, f"got {_short(got)}")
-
-
-class BatchCall(JsonCall):
-    def __init__(self, rng: random.Random, rid: str) -> None:
-        super().__init__(rng, rid, "batch")
-
-    def expected(self) -> dict[str, Any]:
-        return app.expect_batch(self.req)
-
-
-class StreamCall(Call):
-    def __init__(self, rng: random.Random, rid: str) -> None:
-        self.req = {"id": rid, "n": rng.randint(1, 20), "seed": rng.getrandbits(48)}
-        super().__init__("stream", rid, {"json": self.req})
-
-    def check(self, r: httpx.Response, run: Run) -> tuple[str, str]:
-        """Every chunk its own, in order, each ending in a newline.  A stream that broke
-        off (its worker died) may end with one {"detail": ...} line instead of the rest."""
-        n = self.req["n"]
-        lines = r.content.split(b"\n")
-        complete = lines[-1] == b""
-        lines = lines[:-1] if complete else lines
-        for i, line in enumerate(lines):
-            got = _json_or_bytes(line)
-            if i < n and got == app.expect_chunk(self.req, i):
-                continue
-            if i == len(lines) - 1 and isinstance(got, dict) and set(got) == {"detail"}:
-                return "stream_cut", f"a 200 stream of {n} chunks ended after {i} with " \
-                                     f"{_short(got)}"
-            other = got.get("id") if isinstance(got, dict) else None
-            return _wrong(run, other, self.rid, f"chunk {i} of {n}: {_short(got)}")
-        if len(lines) != n or not complete:
-            return "wrong_answer", f"a 200 stream of {len(lines)} chunks, not {n}: " \
-                                   f"{r.content[-80:]!r}"
-        return "ok", ""
-
-
-def _json_or_bytes(line: bytes) -> Any:
-    try:
-        return json.loads(line)
-    except ValueError:
-        return line[:80]
-
-
-class TensorCall(Call):
-    def __init__(self, rng: random.Random, rid: str, nprng: np.random.Generator,
-                 run: Run) -> None:
-        x = nprng.random(app.TENSOR_SHAPE, dtype=np.float32)
-        self.want = app.expect_tensor(x).tobytes()
-        with run.lock:
-            run.tensors[hashlib.sha1(self.want).digest()] = rid
-        super().__init__("tensor", rid, {"content": x.tobytes(), "headers": OCTET})
-
-    def check(self, r: httpx.Response, run: Run) -> tuple[str, str]:
-        shape = ",".join(map(str, app.TENSOR_SHAPE))
-        if r.content == self.want and r.headers.get("x-tensor-shape") == shape \
-                and r.headers.get("x-tensor-dtype") == "<f4":
-            return "ok", ""
-        other = run.tensors.get(hashlib.sha1(r.content).digest())
-        return _wrong(run, other, self.rid, f"{len(r.content)} bytes, headers {dict(r.headers)}")
-
-
-def _wrong(run: Run, other: Any, rid: str, what: str) -> tuple[str, str]:
-    """("foreign_answer", ...) when the answer is another request's, else wrong_answer."""
-    owner = run.sent.get(str(other)) if other not in (None, rid) else None
-    if owner is None:
-        return "wrong_answer", what
-    return "foreign_answer", f"the answer of {other} (client {owner[0]}, /{owner[1]}): {what}"
-
-
-def _short(obj: Any, n: int = 120) -> str:
-    text = json.dumps(obj, ensure_ascii=False) if not isinstance(obj, bytes) else repr(obj)
-    return text if len(text) <= n else text[:n] + "..."
-
-
-def make_call(run: Run, rng: random.Random, nprng: np.random.Generator) -> Call:
+# -- requests (built and checked by tests/server/apps/chaos.py) ---------------------------
+def make_call(run: Run, rng: random.Random, nprng: np.random.Generator) -> app.Call:
     routes = run.cfg.route_list
-    route = rng.choices(routes, [ROUTE_WEIGHTS[r] for r in routes])[0]
-    rid = f"{rng.getrandbits(64):016x}"
-    if route == "tensor":
-        return TensorCall(rng, rid, nprng, run)
-    return {"json": JsonCall, "stream": StreamCall, "batch": BatchCall}[route](rng, rid)
+    return app.make_call(rng.choices(routes, [ROUTE_WEIGHTS[r] for r in routes])[0], rng, nprng)
 
 
-def classify(r: httpx.Response, call: Call, run: Run) -> tuple[str, str]:
+def verdict(r: httpx.Response, call: app.Call, run: Run) -> tuple[str, str]:
+    """A 200's kind: ok, wrong_answer, stream_cut, or foreign_answer when it is the
+    answer of another request this run sent."""
+    v = call.check(r)
+    owner = run.sent.get(v.other) if v.other not in (None, call.key) else None
+    if owner is None:
+        return v.kind, v.detail
+    return "foreign_answer", f"the answer of {owner[2]} (client {owner[0]}, /{owner[1]}): " \
+                             f"{v.detail}"
+
+
+def classify(r: httpx.Response, call: app.Call, run: Run) -> tuple[str, str]:
     if r.status_code == 200:
-        return call.check(r, run)
+        return verdict(r, call, run)
     kind = f"http_{r.status_code}"
     try:
         detail = str(r.json()["detail"])[:160]
@@ -272,7 +171,7 @@ def client_loop(run: Run, cid: int) -> None:
         while not run.stop.is_set():
             call = make_call(run, rng, nprng)
             with run.lock:
-                run.sent[call.rid] = (cid, call.route)
+                run.sent[call.key] = (cid, call.route, call.rid)
             start = time.monotonic()
             conn_since = start if since is None else since
             counts[0] += 1
@@ -284,9 +183,11 @@ def client_loop(run: Run, cid: int) -> None:
                 kind, detail = "timeout", f"{type(exc).__name__}: {exc}"
             except httpx.TransportError as exc:
                 kind, detail = "conn", f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # recorded: a client never dies silently
+                kind, detail = "client_error", f"{type(exc).__name__}: {exc}"
             end = time.monotonic()
             counts[1] += 1
-            if kind in ("timeout", "conn"):
+            if kind in ("timeout", "conn", "client_error"):
                 http.close()
                 http, since = _client(cfg), None
             elif end - start > cfg.client_timeout:
@@ -340,6 +241,8 @@ def _sample(run: Run, now: float, current: dict[tuple[str, int, int], bool]) -> 
         if mem:
             run.rss.append((now, role, index, pid, mem.get("VmRSS", 0),
                             mem.get("RssAnon", 0), mem.get("RssShmem", 0)))
+    for i in range(run.board.fronts):
+        run.usage.append((now, i, *run.board.front_usage(i)))
     entries = names.leftovers(run.token)
     used = 0
     for e in entries:
@@ -429,10 +332,11 @@ def execute(cfg: Config) -> dict[str, Any]:
     stopped: dict[str, Any] = {}
     try:
         _drive(run)
+        stopped["held_after_load"] = held_after_load(run)
     finally:
         run.stop.set()
         cpu = cpu_use(run)
-        stopped = stop_server(run)
+        stopped.update(stop_server(run))
         board.close()
     report = analyse(run, stopped)
     report["cpu"] = cpu
@@ -462,6 +366,18 @@ def _drive(run: Run) -> None:
         for f in run.faults:  # never leave a process stopped
             if f.kind == "stop":
                 _cont(f.pid)
+
+
+def held_after_load(run: Run, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
+    """With the clients stopped, every front must give back its request slots and arena
+    bytes within ``timeout``; what each still holds then (front -> (slots, bytes))."""
+    b = run.board
+    deadline = time.monotonic() + timeout
+    while True:
+        held = {i: b.front_usage(i) for i in range(b.fronts) if b.front_usage(i) != (0, 0)}
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(0.05)
 
 
 def _cpu_self() -> float:
@@ -662,6 +578,9 @@ def checks(run: Run, report: dict[str, Any], kinds: Counter[str],
         "no_hang": check(not hangs, hangs or f"max latency {report['max_latency_s']} s, "
                                              f"limit {cfg.client_timeout:g} s"),
         "names_removed": check(not stopped["names_left"], stopped["names_left"]),
+        "fronts_idle_after_load": check(not stopped.get("held_after_load", {}),
+                                        stopped.get("held_after_load") or
+                                        "no request slot or arena byte held"),
         "server_stopped_cleanly": check(stopped["exit_code"] == 0, stopped["exit_code"]),
         "rss_flat": check(not grown, grown or f"RssAnon growth <= {cfg.rss_tolerance_mib} "
                                                "MiB per process after warm-up"),
@@ -712,8 +631,11 @@ def buckets(run: Run) -> list[dict[str, Any]]:
             if lo <= t < hi:
                 last[f"{role}{index}"] = anon
         shm = [s for s in run.shm if lo <= s[0] < hi]
+        held = [u for u in run.usage if lo <= u[0] < hi]
         rows.append({"minute": b, "requests": len(mine), "errors": len(mine) - len(ok),
                      "p99_ms": percentiles(ok)["p99_ms"],
+                     "held_max": (max((u[2] for u in held), default=0),
+                                  round(max((u[3] for u in held), default=0) / MiB, 1)),
                      "rss_anon_mib": {k: round(v / MiB, 1) for k, v in sorted(last.items())},
                      "shm_mib": round(shm[-1][2] / MiB, 1) if shm else None})
     return rows
@@ -741,7 +663,8 @@ def render(report: dict[str, Any]) -> str:
                      f"{r['first_success_s']}, replacement ready {r['replacement_ready_s']} s")
     for row in report.get("minutes", []):
         lines.append(f"  minute {row['minute']}: {row['requests']} req {row['errors']} err "
-                     f"p99 {row['p99_ms']} ms shm {row['shm_mib']} MiB anon {row['rss_anon_mib']}")
+                     f"p99 {row['p99_ms']} ms held (slots, MiB) {row['held_max']} shm "
+                     f"{row['shm_mib']} MiB anon {row['rss_anon_mib']}")
     for g in report["rss"]:
         lines.append(f"  rss {g['role']}{g['index']} pid {g['pid']}: " + ", ".join(
             f"{k} {v}" for k, v in g.items() if k not in ("role", "index", "pid")))
