@@ -49,13 +49,14 @@ from server.apps import chaos as app  # noqa: E402
 from server.harness import Server, shm_name, wait_for  # noqa: E402
 
 from litserve import protocol as P  # noqa: E402
-from litserve.ipc import names  # noqa: E402
+from litserve.ipc import SlotTable, _shm, names, slots  # noqa: E402
 
 MiB = 1 << 20
 ROLES = ("front", "worker")
 KINDS = ("kill", "stop")
 WRONG = ("foreign_answer", "wrong_answer")  # a 200 that is not the request's answer
 CLEAN = {"http_500", "http_503", "http_504"}  # failures a client can act on
+SLOT_STATES = ("FREE", "POSTED", "CLAIMED", "CANCELLED", "ABANDONED")  # litserve.ipc.slots
 ROUTE_WEIGHTS = {"json": 3, "tensor": 1, "stream": 2, "batch": 3}
 
 
@@ -78,6 +79,12 @@ class Config:
     bucket: float = 60.0  # soak: report period
     seed: int = 0
     routes: str = ",".join(ROUTE_WEIGHTS)  # the routes the clients call
+    faults: str = ",".join(f"{k}-{r}" for r in ROLES for k in KINDS)  # the kinds of fault
+
+    @property
+    def fault_list(self) -> list[tuple[str, str]]:
+        """(role, kind) of each kind of fault asked for ("kill-front" -> ("front", "kill"))."""
+        return [(f.split("-")[1], f.split("-")[0]) for f in self.faults.split(",") if f]
 
     @property
     def route_list(self) -> list[str]:
@@ -274,7 +281,7 @@ def fault_loop(run: Run, start: float, end: float) -> None:
     while not run.stop.wait(max(0.0, t - time.monotonic())) and time.monotonic() < end:
         waited = _wait_all_ready(run)
         if not turns:
-            turns = [(r, k) for r in ROLES for k in KINDS]
+            turns = list(cfg.fault_list)
             rng.shuffle(turns)
         role, kind = turns.pop()
         index = rng.randrange(run.board.fronts if role == "front" else run.board.workers)
@@ -334,6 +341,10 @@ def execute(cfg: Config) -> dict[str, Any]:
     try:
         _drive(run)
         stopped["held_after_load"] = held_after_load(run)
+        stopped["held_slots"] = {i: slot_states(run, i) for i in stopped["held_after_load"]}
+        stopped["held_since"] = {i: held_since(run, i, v)
+                                 for i, v in stopped["held_after_load"].items()}
+        stopped["worker_gens"] = [run.board.worker(j)[0] for j in range(board.workers)]
     finally:
         run.stop.set()
         cpu = cpu_use(run)
@@ -379,6 +390,37 @@ def held_after_load(run: Run, timeout: float = 5.0) -> dict[int, tuple[int, int]
         if not held or time.monotonic() > deadline:
             return held
         time.sleep(0.05)
+
+
+def held_since(run: Run, front: int, held: tuple[int, int]) -> str:
+    """Since when the board has shown ``held`` for ``front`` without a change, and whether
+    that began before the last kill of that front (then it is what the dead one held)."""
+    samples = [(t, (n, size)) for t, i, n, size in run.usage if i == front]
+    since = next((t for t, v in reversed(samples) if v != held), run.t0)
+    later = [t for t, v in samples if t > since]
+    first = later[0] if later else time.monotonic()
+    kills = [f.t for f in run.faults if f.role == "front" and f.index == front
+             and f.kind == "kill" and f.t >= first]
+    text = f"unchanged since t={first - run.t0:.1f} s"
+    return text + (f", before the kill at t={kills[-1] - run.t0:.1f} s: the dead "
+                   "front's usage, never overwritten by its replacement" if kills else "")
+
+
+def slot_states(run: Run, front: int) -> list[str]:
+    """Front ``front``'s slots that are not FREE: slot, seq, state, claiming worker/gen."""
+    gen = run.board.front(front)[0]
+    table = SlotTable(shm_name(run.server, f"f{front}.{gen}.slots"))
+    try:
+        out = []
+        for i in range(table.count):
+            value = _shm.load64(table._buf, slots.HEADER + 8 * i)
+            seq, holder, state = slots.unpack(value)
+            if state != slots.FREE:
+                out.append(f"slot {i} seq {seq} {SLOT_STATES[state]} by worker {holder} "
+                           f"gen {slots.holder_gen(value)}")
+        return out
+    finally:
+        table.close()
 
 
 def _cpu_self() -> float:
@@ -523,7 +565,7 @@ def failures(run: Run) -> tuple[Counter[str], dict[str, list[str]]]:
         if kind == "stream_cut" and not worker_killed_during(run, o):
             kind = "stream_cut_unexplained"
         kinds[kind] += 1
-        if len(samples[kind]) < 5:
+        if len(samples[kind]) < 8:
             samples[kind].append(f"t={o.start - run.t0:.2f}..{o.end - run.t0:.2f} client "
                                  f"{o.client} /{o.route} {o.rid}: {o.detail}"[:400])
     return kinds, dict(samples)
@@ -591,9 +633,9 @@ def checks(run: Run, report: dict[str, Any], kinds: Counter[str],
         out["recovers_in_time"] = check(
             not missing and worst_s is not None and worst_s[0] <= cfg.recover_s,
             {"worst_s": worst_s, "no_success_after": missing})
-        out["faults_injected"] = check(
-            {f.role for f in run.faults if f.kind == "kill"} == set(ROLES),
-            f"{len(run.faults)} faults")
+        missing_kinds = set(cfg.fault_list) - {(f.role, f.kind) for f in run.faults}
+        out["faults_injected"] = check(not missing_kinds, {"faults": len(run.faults),
+                                                           "kinds_never_injected": missing_kinds})
     else:
         out.update(soak_checks(run, report, kinds))
     return out
@@ -692,6 +734,13 @@ def run_soak(cfg: Config | None = None) -> dict[str, Any]:
     return execute(cfg)
 
 
+def _choices(parser: argparse.ArgumentParser, option: str, given: str, allowed: str) -> None:
+    unknown = sorted(set(given.split(",")) - set(allowed.split(",")))
+    if unknown:
+        parser.error(f"{option} {given!r}: {', '.join(unknown)} not known; use some of "
+                     f"{allowed}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -711,15 +760,15 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--stop-s", type=float, default=1.0, help="SIGSTOP length")
             p.add_argument("--warmup", type=float, default=5.0)
             p.add_argument("--settle", type=float, default=5.0)
+            p.add_argument("--faults", default=Config.faults,
+                           help="comma-separated, of: " + Config.faults)
         else:
             p.add_argument("--warmup", type=float, default=60.0,
                            help="seconds left out of the growth verdict")
             p.add_argument("--bucket", type=float, default=60.0, help="report period")
     args = vars(parser.parse_args(argv))
-    unknown = set(args["routes"].split(",")) - set(ROUTE_WEIGHTS)
-    if unknown:
-        parser.error(f"--routes {args['routes']!r}: {', '.join(sorted(unknown))} not known; "
-                     f"use some of {', '.join(ROUTE_WEIGHTS)}")
+    _choices(parser, "--routes", args["routes"], ",".join(ROUTE_WEIGHTS))
+    _choices(parser, "--faults", args.get("faults", Config.faults), Config.faults)
     out = args.pop("json")
     if args["mode"] == "soak":
         args.update(sample_every=5.0, rss_warmup=args["warmup"])
