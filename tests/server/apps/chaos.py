@@ -177,7 +177,7 @@ class StreamCall(Call):
                 continue
             if i == len(lines) - 1 and isinstance(got, dict) and set(got) == {"detail"}:
                 return Verdict("stream_cut", f"a 200 stream of {n} chunks ended after {i} "
-                                             f"with {short(got)}")
+                                             f"with {r.content[-90:]!r}")
             other = str(got.get("id")) if isinstance(got, dict) else None
             return Verdict("wrong_answer", f"chunk {i} of {n}: {short(got)}", other)
         if len(lines) != n or not complete:
