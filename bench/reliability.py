@@ -344,7 +344,7 @@ def execute(cfg: Config) -> dict[str, Any]:
     try:
         _drive(run)
         stopped["held_after_load"] = held_after_load(run)
-        stopped["held_slots"] = {i: slot_states(run, i) for i in stopped["held_after_load"]}
+        stopped["held_slots"] = {i: _few(slot_states(run, i)) for i in stopped["held_after_load"]}
         stopped["held_since"] = {i: held_since(run, i, v)
                                  for i, v in stopped["held_after_load"].items()}
         stopped["worker_gens"] = [run.board.worker(j)[0] for j in range(board.workers)]
@@ -408,6 +408,10 @@ def held_since(run: Run, front: int, held: tuple[int, int]) -> str:
     text = f"unchanged since t={first - run.t0:.1f} s"
     return text + (f", before the kill at t={kills[-1] - run.t0:.1f} s: stale, the dead "
                    "front's usage, never overwritten by its replacement" if kills else "")
+
+
+def _few(items: list[str], n: int = 6) -> list[str]:
+    return items[:n] + ([f"... {len(items) - n} more"] if len(items) > n else [])
 
 
 def slot_states(run: Run, front: int) -> list[str]:
@@ -682,12 +686,16 @@ def buckets(run: Run) -> list[dict[str, Any]]:
             if lo <= t < hi:
                 last[f"{role}{index}"] = anon
         shm = [s for s in run.shm if lo <= s[0] < hi]
-        held = [u for u in run.usage if lo <= u[0] < hi]
+        held: dict[float, list[int]] = defaultdict(lambda: [0, 0])  # all fronts, per sample
+        for t, _, n, size in run.usage:
+            if lo <= t < hi:
+                held[t][0] += n
+                held[t][1] += size
         rows.append({"from_s": round(b * run.cfg.bucket), "requests": len(mine),
                      "errors": len(mine) - len(ok),
                      "p99_ms": percentiles(ok)["p99_ms"],
-                     "held_max": (max((u[2] for u in held), default=0),
-                                  round(max((u[3] for u in held), default=0) / MiB, 1)),
+                     "held_max": (max((h[0] for h in held.values()), default=0),
+                                  round(max((h[1] for h in held.values()), default=0) / MiB, 1)),
                      "rss_anon_mib": {k: round(v / MiB, 1) for k, v in sorted(last.items())},
                      "shm_mib": round(shm[-1][2] / MiB, 1) if shm else None})
     return rows
@@ -715,7 +723,7 @@ def render(report: dict[str, Any]) -> str:
                      f"{r['first_success_s']}, replacement ready {r['replacement_ready_s']} s")
     for row in report.get("periods", []):
         lines.append(f"  from {row['from_s']:4} s: {row['requests']} req {row['errors']} err "
-                     f"p99 {row['p99_ms']} ms held (slots, MiB) {row['held_max']} shm "
+                     f"p99 {row['p99_ms']} ms, fronts hold (slots, MiB) {row['held_max']}, shm "
                      f"{row['shm_mib']} MiB anon {row['rss_anon_mib']}")
     for g in report["rss"]:
         lines.append(f"  rss {g['role']}{g['index']} pid {g['pid']}: " + ", ".join(

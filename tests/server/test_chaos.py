@@ -6,11 +6,14 @@ killed front; no hang; every route answers within 2 s of each kill; no name left
 /dev/shm; fronts idle after the load; RSS flat; a clean stop) and prints the report.
 
     LITSERVE_CHAOS_S=300 .venv/bin/python -m pytest tests/server/test_chaos.py -s
+
+$LITSERVE_CHAOS_REPORT, when set, names a file the report is written to as JSON.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,5 +41,8 @@ def test_chaos_under_load_every_answer_is_checked():
     report = rel.run_chaos(rel.Config(duration=CHAOS_S, fault_every=3.0))
     text = rel.render(report)
     print(text)
+    if os.environ.get("LITSERVE_CHAOS_REPORT"):
+        Path(os.environ["LITSERVE_CHAOS_REPORT"]).write_text(
+            json.dumps(report, indent=1, default=str))
     failed = {name: c["detail"] for name, c in report["checks"].items() if not c["ok"]}
     assert not failed, f"chaos checks failed (the report is printed above): {failed}"
