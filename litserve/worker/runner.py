@@ -128,7 +128,12 @@ class Runner:
             self._busy(time.monotonic_ns())
             try:
                 for api_index, jobs in self._collect(first).items():
-                    self._run(self.apis[api_index], jobs)
+                    api = self.apis[api_index]
+                    # the window was the first route's: another route's requests come in
+                    # batches of that route's own size (of one, without batching)
+                    size = api.opts.max_batch_size
+                    for k in range(0, len(jobs), size):
+                        self._run(api, jobs[k : k + size])
             finally:
                 self._busy(0)
 

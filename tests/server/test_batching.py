@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .harness import all_free, serve, slot_table, wait_for
+from litserve.ipc.slots import CLAIMED
+
+from .harness import all_free, serve, slot_table, states, wait_for, wait_idle
 
 
 def _concurrently(url: str, bodies: list[dict]) -> list[httpx.Response]:
@@ -134,3 +136,27 @@ def test_stream_stops_when_the_client_leaves(tmp_path: Path):
             slots.close()
         produced = len(log.read_text().splitlines())
         assert produced < 1000, "the generator kept running for a client that left"
+
+
+def test_requests_of_other_routes_in_a_batch_window_are_each_answered():
+    """A worker that opened a batch window for one route takes every request off the
+    ring meanwhile, whatever its route; each of them is answered (on the old code a
+    route without batching answered only the first of its requests in the window: the
+    others waited for their timeout, or got an empty stream, and kept their slots)."""
+    apis = ('basic:Batched({"api_path": "/b", "max_batch_size": 8, "batch_timeout": 1.0});'
+            'basic:Square;basic:Streamer({"api_path": "/s", "stream": true})')
+    with serve(apis, timeout=10) as server:
+        slots = slot_table(server)
+        with ThreadPoolExecutor(8) as pool:
+            batched = pool.submit(server.post, "/b", json={"input": [1.0]})
+            wait_for(lambda: CLAIMED in states(slots), 10, "the batch window opening")
+            squares = [pool.submit(server.post, json={"input": i}) for i in range(3)]
+            streams = [pool.submit(server.post, "/s", json={"n": 2 + i}) for i in range(3)]
+            assert [f.result(timeout=20).json() for f in squares] == [
+                {"output": i * i} for i in range(3)]
+            for i, f in enumerate(streams):
+                assert [json.loads(x) for x in f.result(timeout=20).text.splitlines()] == [
+                    {"i": k} for k in range(2 + i)]
+            assert batched.result(timeout=20).json()["value"] == [2.0]
+        slots.close()
+        wait_idle(server)
