@@ -71,6 +71,7 @@ class Intake:
         except BaseException:
             self.arena.close()
             raise
+        self._publish()  # (0, 0): not what a dead predecessor of this slot last said
         self.limit = min(plan.max_payload_bytes, self.arena.size - P.META_ROOM)
         self.queue_wait = plan.queue_wait
         self.on_short: Callable[[], object] = lambda: None  # frees room held by stalled uploads

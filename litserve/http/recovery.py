@@ -42,6 +42,7 @@ def after_death(plan: Plan, board: P.Board, requests: Ring, i: int, gen: int, pi
     names = P.FrontNames.of(plan.name, i, gen)
     _drain(names.done)
     names.unlink()
+    board.front_usage_writer(i)(0, 0)  # what it held went with its arena
 
 
 def _repair(name: str, pid: int, filler: bytes) -> None:

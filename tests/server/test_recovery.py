@@ -20,6 +20,7 @@ from litserve.ipc.slots import CLAIMED, POSTED
 from .harness import (
     Server,
     alive,
+    front_usage,
     pids,
     pids_mapping,
     predicted_by,
@@ -201,3 +202,20 @@ def test_a_second_sigterm_stops_at_once(tmp_path: Path):
                 stuck.result(timeout=10)
     finally:
         server.kill_group()
+
+
+def test_a_replaced_front_does_not_show_what_its_predecessor_held():
+    """Front 0 dies holding a slot and arena room for an upload in progress; the board
+    must say its replacement holds nothing (on the old code the dead front's figures
+    stayed there until the new one's first request: a leak that was not there)."""
+    with serve("basic:Square", max_payload_size=1 << 20) as server:
+        [front] = pids(server, "front")
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+                         b"\r\ncontent-length: 100000\r\n\r\n" + b" " * 1000)
+            wait_for(lambda: front_usage(server)[0] == 1, 10, "the upload holding a slot")
+            os.kill(front, signal.SIGKILL)
+            wait_for(lambda: pids(server, "front") != [front] and server.health() == 200, 30,
+                     "the replacement front")
+        assert front_usage(server) == (0, 0)
