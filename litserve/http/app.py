@@ -19,13 +19,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .. import protocol as P
 from ..api import LitAPI, request_model
 from ..config import Plan
 from .body import PRIVATE_MAX, Body, DirectTicket, await_direct, place, read_body, read_private
 from .checks import accept_flags, content_length, kind_and_meta, looks_like_json, validate
 from .direct import SCOPE_KEY, Direct
-from .dispatch import Dispatcher, Pending
+from .dispatch import DIED, WORKER_DIED, Dispatcher, Pending
 from .guard import Guard
 from .intake import Hold, Intake
 from .replies import Busy, Refused, Reply, json_error
@@ -82,6 +84,13 @@ class Route:
         if self.spec is None:
             return json_error(status, detail, headers)
         return Reply(P.ERROR, status, P.CT_JSON, headers, self.spec.error_body(status, detail))
+
+    def stream_error(self, status: int, detail: Any) -> Reply:
+        """The last chunk of a stream that failed after it started, in this route's shape
+        (as a worker ends a stream whose hook raised)."""
+        body = (orjson.dumps({"detail": detail}) + b"\n" if self.spec is None
+                else self.spec.error_chunk(None, status, detail))
+        return Reply(P.ERROR, status, P.CT_OTHER, b"", body)
 
     def refusal(self, exc: Refused) -> Reply:
         """The answer to a refused request, in this route's error shape."""
@@ -322,6 +331,8 @@ class Front:
                 reply = await pending.next(loop)
                 if reply is DISCONNECTED:
                     return
+                if reply is WORKER_DIED:
+                    reply = route.stream_error(500, DIED) if started else route.error(500, DIED)
                 if reply.kind == P.CHUNK:
                     if not started:
                         if pending.timer is not None:

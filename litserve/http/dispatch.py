@@ -24,6 +24,8 @@ from .replies import Reply
 
 log = logging.getLogger("litserve.front")
 EXIT_COMPLETIONS = 70  # exit code of a front whose completion thread failed
+DIED = "the worker running this request died; it was restarted"
+WORKER_DIED = Reply(P.WORKER_DIED, 500, P.CT_JSON, b"", b"")  # what a dead worker's request gets
 
 
 class Pending:
@@ -213,13 +215,12 @@ class Dispatcher:
     def _worker_died(self, worker: int, gen: int) -> None:
         """Fail what generation ``gen`` of ``worker`` claimed (not what its replacement
         claimed since), and post again what it took off the ring unclaimed."""
-        body = b'{"detail":"the worker running this request died; it was restarted"}'
         for slot, seq in self.slots.claimed_by(worker, gen):
             pending = self.pending.get(slot)
             if pending is None or pending.seq != seq:
                 continue
             self._end(pending)
-            pending.push(Reply(P.ERROR, 500, P.CT_JSON, b"", body))
+            pending.push(WORKER_DIED)  # its route renders it (a response, or a stream's end)
         self._repost_unclaimed()
 
     def _repost_unclaimed(self) -> None:

@@ -4,15 +4,18 @@ answered once, correctly, and the server serving on."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from litserve.http.dispatch import DIED
 from litserve.ipc import Ring, _shm, names
 from litserve.ipc import ring as ring_mod
 from litserve.ipc.slots import CLAIMED, POSTED
@@ -219,3 +222,53 @@ def test_a_replaced_front_does_not_show_what_its_predecessor_held():
             wait_for(lambda: pids(server, "front") != [front] and server.health() == 200, 30,
                      "the replacement front")
         assert front_usage(server) == (0, 0)
+
+
+def test_a_stream_whose_worker_died_ends_with_an_error_line(tmp_path: Path):
+    """The worker dies after a stream's first chunk: the stream ends with its route's error
+    line, newline-terminated like the line a worker writes when a hook raises mid-stream
+    (the old code sent the bare JSON with no newline, easy to take for a last chunk)."""
+    gate = tmp_path / "gate"
+    with serve("basic:Streamer", stream=True) as server:
+        [worker] = pids(server, "worker")
+        with httpx.stream("POST", server.url + "/predict", json={"n": 3, "gate": str(gate)},
+                          timeout=30) as r:
+            head, rest = _split_after(r, b"\n", lambda: os.kill(worker, signal.SIGKILL))
+        assert json.loads(head) == {"i": 0}
+        assert r.status_code == 200
+        assert rest.endswith("\n") and rest.count("\n") == 1, repr(rest)
+        assert json.loads(rest) == {"detail": DIED}
+
+
+def test_an_openai_stream_whose_worker_died_ends_with_an_error_event():
+    """The same for an OpenAI stream: the last event is an error in OpenAI's shape."""
+    from specs.harness import SpecServer
+
+    server = SpecServer("chat.py", "{}").wait_ready()
+    try:
+        [worker] = pids(server, "worker")
+        body = {"model": "tiny-echo", "stream": True,
+                "messages": [{"role": "user", "content": "count 100000"}]}
+        with httpx.stream("POST", server.url + "/v1/chat/completions", json=body,
+                          timeout=30) as r:
+            head, tail = _split_after(r, b"\n\n", lambda: os.kill(worker, signal.SIGKILL))
+        assert head.startswith("data: {")
+        last = [e for e in tail.split("\n\n") if e][-1]
+        assert tail.endswith("\n\n") and last.startswith("data: "), repr(tail[-300:])
+        error = json.loads(last.removeprefix("data: "))["error"]
+        assert error["message"] == DIED and error["code"] == "internal_error"
+    finally:
+        server.stop()
+        server.kill_group()
+
+
+def _split_after(r: httpx.Response, mark: bytes, then: Any) -> tuple[str, str]:
+    """Read the streamed body up to the first ``mark``; call ``then()``; read the rest."""
+    got, done = b"", False
+    for chunk in r.iter_bytes():
+        got += chunk
+        if not done and mark in got:
+            done = True
+            then()
+    head, _, rest = got.partition(mark)
+    return head.decode(), rest.decode()
