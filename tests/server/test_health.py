@@ -91,8 +91,9 @@ def test_litapi_health_false_or_raising_is_503(tmp_path: Path, health_async: boo
         assert server.health() == 200
         Path(str(sick) + ".raise").touch()
         assert server.health() == 503
-        assert "Unhealthy.health() raised; /health answers 503" in server.output
-        assert "the model store is unreachable" in server.output
+        wait_for(lambda: "Unhealthy.health() raised; /health answers 503" in server.output
+                 and "the model store is unreachable" in server.output, 10,
+                 "the front logging what health() raised")
 
 
 def test_predict_timeout_must_be_seconds():
