@@ -330,7 +330,7 @@ def start_server(cfg: Config) -> tuple[Server, P.Board, str]:
     try:
         server.wait_ready(90)
         ctl = wait_for(lambda: shm_name(server, "ctl"), 10, "the control board")
-        return server, P.Board(ctl), ctl[1:].removeprefix(names.PREFIX).removesuffix("_ctl")
+        return server, P.Board(ctl), server.token
     except BaseException:
         server.kill_group()
         raise
