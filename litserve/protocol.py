@@ -162,12 +162,20 @@ STALE_S = 3.0  # a worker that has not beaten for this long is not answering
 _BOARD_MAGIC = 0x6C73765F63746C5F
 
 
+def _board_layout(workers: int, fronts: int) -> tuple[int, int, int, int]:
+    """(usage, pids, beats, size): where the board's sections begin (the layout above),
+    and its size."""
+    usage = 64 + 8 * (workers + fronts)
+    pids = usage + 16 * fronts
+    beats = pids + 8 * (workers + fronts)
+    return usage, pids, beats, beats + 16 * workers
+
+
 class Board:
     def __init__(self, name: str, workers: int = 0, fronts: int = 0, *, create: bool = False):
         self.name = name
         if create:
-            self._seg = Segment(name, 64 + 16 * (workers + fronts) + 16 * fronts + 16 * workers,
-                                create=True)
+            self._seg = Segment(name, _board_layout(workers, fronts)[3], create=True)
             _shm.store64(self._seg.buf, 8, workers)
             _shm.store64(self._seg.buf, 16, fronts)
             _shm.store64(self._seg.buf, 0, _BOARD_MAGIC)
@@ -176,6 +184,7 @@ class Board:
         self._buf = self._seg.buf
         self.workers = _shm.load64(self._buf, 8)
         self.fronts = _shm.load64(self._buf, 16)
+        self._usage, self._pids, self._beats, _ = _board_layout(self.workers, self.fronts)
 
     def set_worker(self, j: int, gen: int, state: int) -> None:
         _shm.store64(self._buf, 64 + 8 * j, (gen << 8) | state)
@@ -194,7 +203,7 @@ class Board:
         return w >> 8, w & 0xFF
 
     def _usage_off(self, i: int) -> int:
-        return 64 + 8 * (self.workers + self.fronts) + 16 * i
+        return self._usage + 16 * i
 
     def front_usage_writer(self, i: int) -> Callable[[int, int], None]:
         """How front i publishes what it holds now, ``write(slots, arena_bytes)`` (only
@@ -213,8 +222,7 @@ class Board:
         return _shm.load64(self._buf, off), _shm.load64(self._buf, off + 8)
 
     def _pid_off(self, role: str, index: int) -> int:
-        base = 64 + 8 * (self.workers + self.fronts) + 16 * self.fronts
-        return base + 8 * (index if role == "worker" else self.workers + index)
+        return self._pids + 8 * (index if role == "worker" else self.workers + index)
 
     def set_pid(self, role: str, index: int, pid: int) -> None:
         """Publish the pid of the process now serving as worker / front ``index``."""
@@ -226,7 +234,7 @@ class Board:
         return _shm.load64(self._buf, self._pid_off(role, index))
 
     def _beat_off(self, j: int) -> int:
-        return 64 + 16 * (self.workers + self.fronts) + 16 * self.fronts + 16 * j
+        return self._beats + 16 * j
 
     def beat(self, j: int) -> None:
         """Worker j is alive and scheduled (its heartbeat thread calls this)."""

@@ -155,10 +155,7 @@ class Dispatcher:
         if c.kind == P.WORKER_DIED:
             # Everything it posted came before this record: let go of its out-arena now,
             # so that its pages are freed before its replacement backs a new one.
-            out = self.outs.pop((c.worker, c.gen), None)
-            if out is not None:
-                out[1].close()
-                out[0].close()
+            self._let_go_out((c.worker, c.gen))
             return None
         if c.block == P.NO_BLOCK:
             raw = c.inline
@@ -180,9 +177,7 @@ class Dispatcher:
         out = self.outs.get(key)
         if out is None:
             for old in [k for k in self.outs if k[0] == worker]:
-                arena, ring = self.outs.pop(old)
-                ring.close()
-                arena.close()
+                self._let_go_out(old)
             names = P.WorkerNames.of(self.plan.name, worker, gen)
             arena = Arena(names.out)
             try:
@@ -191,6 +186,13 @@ class Dispatcher:
                 arena.close()
                 raise
         return out
+
+    def _let_go_out(self, key: tuple[int, int]) -> None:
+        """Close this front's mapping of a worker generation's out-arena and release ring."""
+        out = self.outs.pop(key, None)
+        if out is not None:
+            out[1].close()
+            out[0].close()
 
     def _deliver(self, items: list[tuple[P.Completion, Reply | None]]) -> None:
         for c, reply in items:
@@ -245,8 +247,7 @@ class Dispatcher:
             self._thread.join(timeout=2.0)
         except (RingFull, SegmentNotFound, RuntimeError):
             pass
-        for arena, ring in self.outs.values():
-            ring.close()
-            arena.close()
+        for key in list(self.outs):
+            self._let_go_out(key)
         for part in (self.requests, self.done):
             part.close()
