@@ -26,10 +26,18 @@ class LitAPI:
         stream: bool = _UNSET,
         api_path: str = _UNSET,
         spec: Any = _UNSET,
+        loop: Any = "auto",
+        mcp: Any = None,
+        enable_async: bool = False,
     ) -> None:
         given = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                      stream=stream, api_path=api_path, spec=spec)
         self._options = {k: v for k, v in given.items() if v is not _UNSET}
+        if not isinstance(enable_async, bool):
+            raise ConfigError(f"enable_async={enable_async!r} is not valid; use True or False")
+        self.enable_async = enable_async
+        self.loop = "auto" if loop is None else loop  # "auto" or a litserve.loops loop
+        self.mcp = mcp  # a litserve.mcp.MCP: this API is also an MCP tool
 
     # -- hooks ----------------------------------------------------------------------
     def setup(self, device: str) -> None:

@@ -138,6 +138,20 @@ class RouteOptions:
     spec: Any = None
 
 
+@dataclass
+class Shipped:
+    """What every process unpickles from ``Plan.apis_blob``: the user's objects.
+
+    ``server`` is the ``LitServer`` itself (callbacks get it as ``litserver=``); its
+    ``apis`` are the same objects as ``apis`` (one pickle keeps them one)."""
+
+    apis: list[Any]
+    specs: list[Any]
+    callbacks: list[Any]
+    middlewares: list[Any]
+    server: Any
+
+
 DRAIN_S = 30.0  # the graceful-shutdown bound for requests without a timeout
 
 
@@ -169,6 +183,12 @@ class Plan:
     header_timeout: float = 10.0  # seconds a client may take to send request headers
     body_timeout: float = 10.0  # seconds a request body may go without a byte arriving
     predict_timeout: float | None = None  # a worker longer in one batch is replaced
+    info_path: str = "/info"
+    shutdown_path: str = "/shutdown"
+    enable_shutdown_api: bool = False
+    track_requests: bool = False
+    disable_openapi_url: bool = False
+    restart_workers: bool | None = None  # None: restart (ours); False: stop on a death
     uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -176,6 +196,14 @@ class Plan:
         """How long a stopping front lets its requests in flight finish: the request
         timeout, or DRAIN_S when requests have none."""
         return self.timeout if self.timeout else DRAIN_S
+
+    def unpack(self) -> Shipped:
+        """The user's objects, as ``LitServer.plan`` shipped them (a fresh copy per call)."""
+        import cloudpickle
+
+        shipped = cloudpickle.loads(self.apis_blob)
+        assert isinstance(shipped, Shipped)
+        return shipped
 
     def name(self, role: str) -> str:
         return names.make(self.token, role, self.name_key)

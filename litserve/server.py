@@ -12,10 +12,12 @@ from typing import Any
 import cloudpickle
 
 from .api import LitAPI, validate_api
+from .callbacks.base import as_callbacks
 from .config import (
     MiB,
     Plan,
     RouteOptions,
+    Shipped,
     api_path,
     batch_timeout_seconds,
     fit_shared_memory,
@@ -60,9 +62,30 @@ class LitServer:
         header_timeout: float = 10.0,
         body_timeout: float = 10.0,
         predict_timeout: float | None = None,
+        info_path: str = "/info",
+        shutdown_path: str = "/shutdown",
+        enable_shutdown_api: bool = False,
+        model_metadata: dict[str, Any] | None = None,
+        track_requests: bool = False,
+        callbacks: Any = None,
+        middlewares: list[Any] | None = None,
+        loggers: Any = None,
+        disable_openapi_url: bool = False,
+        restart_workers: bool | None = None,
         **upstream_only: Any,
     ) -> None:
         _check_upstream_only(upstream_only)
+        # LitServe's optional parts; each is validated and served by its own module.
+        self.info_path = info_path
+        self.shutdown_path = shutdown_path
+        self.enable_shutdown_api = enable_shutdown_api
+        self.model_metadata = model_metadata
+        self.track_requests = track_requests
+        self.callbacks = as_callbacks(callbacks)
+        self.middlewares = [] if middlewares is None else middlewares
+        self.loggers = loggers
+        self.disable_openapi_url = disable_openapi_url
+        self.restart_workers = restart_workers
         apis = list(api) if isinstance(api, list | tuple) else [api]
         if not apis:
             raise ConfigError("LitServer needs at least one LitAPI")
@@ -113,7 +136,7 @@ class LitServer:
         routes = [RouteOptions(r.api_path, r.max_batch_size, r.batch_timeout, r.stream)
                   for r in self.routes]
         return Plan(
-            apis_blob=_pickled(self.apis, specs),
+            apis_blob=_pickled(self.apis, specs, self),
             routes=routes,
             devices=[d for d in self.devices for _ in range(self.workers_per_device)],
             fronts=fronts,
@@ -131,6 +154,12 @@ class LitServer:
             header_timeout=self.header_timeout,
             body_timeout=self.body_timeout,
             predict_timeout=self.predict_timeout,
+            info_path=self.info_path,
+            shutdown_path=self.shutdown_path,
+            enable_shutdown_api=self.enable_shutdown_api,
+            track_requests=self.track_requests,
+            disable_openapi_url=self.disable_openapi_url,
+            restart_workers=self.restart_workers,
             uvicorn_kwargs=uvicorn_kwargs,
         )
 
@@ -177,11 +206,6 @@ class LitServer:
 # with a warning that says why.
 UPSTREAM_ONLY = {
     "fast_queue": "requests always travel through shared memory here",
-    "track_requests": "not implemented",
-    "loop": "the worker loop is litserve's own",
-    "enable_shutdown_api": "not implemented; stop the server with SIGTERM",
-    "info_path": "not implemented",
-    "model_metadata": "not implemented",
 }
 
 
@@ -197,10 +221,12 @@ def _check_upstream_only(kwargs: dict[str, Any]) -> None:
         log.warning("litserve: LitServer(%s=...) is ignored: %s", key, UPSTREAM_ONLY[key])
 
 
-def _pickled(apis: list[LitAPI], specs: list[Any]) -> bytes:
-    """The LitAPIs and specs as shipped to every process, or a clear error."""
+def _pickled(apis: list[LitAPI], specs: list[Any], server: LitServer) -> bytes:
+    """The LitAPIs, specs and the server's user objects (callbacks, middlewares) as
+    shipped to every process (``config.Shipped``), or a clear error."""
     try:
-        return bytes(cloudpickle.dumps((apis, specs)))
+        return bytes(cloudpickle.dumps(Shipped(apis, specs, server.callbacks,
+                                               server.middlewares, server)))
     except Exception as exc:
         names = ", ".join(type(a).__name__ for a in apis)
         raise ConfigError(

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Generator
 from typing import Any
 
-import cloudpickle
 import uvicorn
 
 from ..config import Plan
@@ -48,7 +47,8 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket, parent: in
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent, signal.SIGTERM)
     Lease.join(plan.token)  # held until exit: this process keeps the names alive
-    apis, specs = cloudpickle.loads(plan.apis_blob)
+    shipped = plan.unpack()
+    apis, specs = shipped.apis, shipped.specs
     try:
         front = Front(plan, index, apis, specs, gen)
     except SharedMemoryFull as exc:  # a sentence says it all

@@ -11,8 +11,6 @@ import threading
 import time
 import traceback
 
-import cloudpickle
-
 from .. import protocol as P
 from ..config import Plan
 from ..ipc.errors import SharedMemoryFull
@@ -33,7 +31,8 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
     device = plan.devices[j]
     try:
         _use_device(device)
-        apis, specs = cloudpickle.loads(plan.apis_blob)
+        shipped = plan.unpack()
+        apis, specs = shipped.apis, shipped.specs
         for api in apis:
             api.device = device
             api.setup(device)
