@@ -112,10 +112,13 @@ class Scenario:
     connections: int
     build: object  # (impl, args) -> Request
     batched: bool = False
+    flags: tuple[str, ...] = ()  # extra arguments to the server file
 
 
 SCENARIOS = {
     "hello": Scenario("hello.py", 64, hello_request),
+    # the same with one callback and one logger (self.log in every predict)
+    "hello-observed": Scenario("hello.py", 64, hello_request, flags=("--observe",)),
     "tensor": Scenario("tensor.py", 4, tensor_request),
     "tensor1m": Scenario("tensor.py", 8, small_tensor_request),
     "batched": Scenario("batched.py", 64, batched_request, batched=True),
@@ -149,7 +152,7 @@ class Server:
 def start_server(impl: str, scenario: str, args: argparse.Namespace) -> Server:
     port = free_port()
     cmd = [str(IMPLS[impl]), str(SERVERS / SCENARIOS[scenario].server), "--port", str(port)]
-    cmd += ["--workers", str(args.workers)]
+    cmd += ["--workers", str(args.workers), *SCENARIOS[scenario].flags]
     if SCENARIOS[scenario].batched:
         cmd += ["--max-batch-size", str(args.max_batch_size)]
         cmd += ["--batch-timeout", str(args.batch_timeout)]
