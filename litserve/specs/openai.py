@@ -246,7 +246,8 @@ class Completion:
                                        "content": "".join(choice.content)}
             if choice.tool_calls:
                 message["tool_calls"] = choice.tool_calls
-                message["content"] = message["content"] or None
+                if not choice.content:  # the model sent no content at all (not even "")
+                    message["content"] = None
             choices.append({"index": index, "message": message,
                             "finish_reason": choice.finish_reason, "logprobs": None})
         return {"id": self.id, "object": "chat.completion", "created": self.created,

@@ -44,7 +44,7 @@ class ImageContent(_Open):
 
 class InputAudio(_Open):
     data: str  # base64
-    format: str  # "wav", "mp3", ...
+    format: Literal["wav", "mp3"]  # what OpenAI's chat API accepts
 
 
 class AudioContent(_Open):

@@ -316,7 +316,9 @@ class Runner:
     def _spec_batch(self, api: Api, lanes: list[tuple[Job, int]]) -> None:
         x = api.batch([job.request for job, _ in lanes])
         y = api.call("predict", x, [job.context for job, _ in lanes])
-        if inspect.isgenerator(y):
+        if inspect.isgenerator(y) and api.own["encode_response"]:
+            self._spec_batch_encoded(api, lanes, y)
+        elif inspect.isgenerator(y):
             for step in y:
                 outs: list[Any] = list(step)  # type: ignore[call-overload]
                 for (job, k), out in zip(lanes, outs, strict=False):
@@ -328,9 +330,28 @@ class Runner:
             for (job, k), out in zip(lanes, api.unbatch(y, len(lanes)), strict=True):
                 self._spec_outputs(api, job, out, False, k)
 
+    def _spec_batch_encoded(self, api: Api, lanes: list[tuple[Job, int]], y: Any) -> None:
+        """LitServe's shape of a streamed batch with the LitAPI's own encode_response: it
+        gets the batch's stream (through the LitAPI's unbatch, if it has one) and the list
+        of contexts, and yields, per step, one encoded output per lane (None: nothing)."""
+        contexts = [job.context for job, _ in lanes]
+        own_unbatch = type(api.api).unbatch is not LitAPI.unbatch
+        steps = api.call("encode_response", api.api.unbatch(y) if own_unbatch else y, contexts)
+        for step in steps:
+            for (job, k), out in zip(lanes, step, strict=False):
+                if out is not None:
+                    self._spec_send(api, job, [out], None, k)
+            if all(self._gone(job) for job, _ in lanes):
+                _close(steps, y)  # every client of the batch left
+                break
+
     def _spec_outputs(self, api: Api, job: Job, y: Any, streamed: bool, choice: int) -> None:
         encoded = api.call("encode_response", y, job.context)
         items = encoded if streamed and _iterable(encoded) else [encoded]
+        self._spec_send(api, job, items, y, choice)
+
+    def _spec_send(self, api: Api, job: Job, items: Any, y: Any, choice: int) -> None:
+        """Frame encoded outputs of one answer with the spec and send (or keep) them."""
         stream = bool(job.rec.flags & P.STREAM)
         for item in items:
             data = api.spec.chunk(job.state, item, choice)
