@@ -103,16 +103,19 @@ def test_uvicorn_startup_complete_line_is_not_printed_by_fronts(server):
 
 # -- shutdown API and custom paths ------------------------------------------------------------
 def test_shutdown_api_stops_the_whole_server_gracefully_and_custom_paths(tmp_path):
-    """Custom health / info / shutdown paths; a wrong key is a 401 and changes nothing;
-    the right key answers 200 while a request is in flight, which still finishes, and
-    then every process exits (code 0)."""
+    """Custom health / info / shutdown paths; no OpenAPI routes (disable_openapi_url); a
+    wrong key is a 401 and changes nothing; the right key answers 200 while a request is
+    in flight, which still finishes, and then every process exits (code 0)."""
     log, gate = tmp_path / "log", tmp_path / "gate"
     started = Server("front_surface:Square",
                      {"enable_shutdown_api": True, "shutdown_path": "/bye",
-                      "healthcheck_path": "/hc", "info_path": "/about", "timeout": 60},
+                      "healthcheck_path": "/hc", "info_path": "/about", "timeout": 60,
+                      "disable_openapi_url": True},
                      env={"LIT_SHUTDOWN_API_KEY": KEY, "LITSERVE_TEST_LOG": str(log)})
     with serve_ready(started, health="/hc") as server:
         assert httpx.get(server.url + "/health", timeout=10).status_code == 404
+        for path in ("/openapi.json", "/docs"):  # disable_openapi_url=True
+            assert httpx.get(server.url + path, timeout=10).status_code == 404
         assert httpx.get(server.url + "/about", timeout=10).json()["model"] is None
         for auth in ({}, {"Authorization": "Bearer nope"}, {"Authorization": KEY}):
             r = httpx.post(server.url + "/bye", headers=auth, timeout=10)

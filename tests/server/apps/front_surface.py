@@ -111,7 +111,7 @@ class Chat(ls.LitAPI):
 
 # -- authorize, in every way LitServe users write it ----------------------------------------
 class BearerAuth(Square):
-    def authorize(self, auth: HTTPAuthorizationCredentials = Depends(HTTPBearer())):
+    def authorize(self, auth: HTTPAuthorizationCredentials = Depends(HTTPBearer())):  # noqa: B008 (LitServe's style)
         if auth.credentials != "secret":
             raise HTTPException(401, "wrong token", headers={"WWW-Authenticate": "Bearer"})
 
@@ -123,13 +123,13 @@ class RequestAuth(Square):
 
 
 class BasicAuth(Square):
-    def authorize(self, creds: HTTPBasicCredentials = Depends(HTTPBasic())):
+    def authorize(self, creds: HTTPBasicCredentials = Depends(HTTPBasic())):  # noqa: B008 (LitServe's style)
         if (creds.username, creds.password) != ("bob", "pw"):
             raise HTTPException(401, "bad password", headers={"WWW-Authenticate": "Basic"})
 
 
 class HeaderAuth(Square):
-    async def authorize(self, key: str = Depends(APIKeyHeader(name="X-Token"))):
+    async def authorize(self, key: str = Depends(APIKeyHeader(name="X-Token"))):  # noqa: B008
         if key != "t0k":
             raise HTTPException(403, "bad token")
 
@@ -145,7 +145,7 @@ class BrokenAuth(Square):
 
 
 class ChatAuth(Chat):
-    def authorize(self, auth: HTTPAuthorizationCredentials = Depends(HTTPBearer())):
+    def authorize(self, auth: HTTPAuthorizationCredentials = Depends(HTTPBearer())):  # noqa: B008 (LitServe's style)
         if auth.credentials != "secret":
             raise HTTPException(401, "wrong token")
 
@@ -245,7 +245,7 @@ class MountLogger:
         pass
 
 
-# -- callbacks --------------------------------------------------------------------------------------
+# -- callbacks ---------------------------------------------------------------------------------
 class Recorder(Callback):
     def on_request(self, active_requests=None, litserver=None, **kwargs):
         note(f"on_request active={active_requests} server={type(litserver).__name__}")
