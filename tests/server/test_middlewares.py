@@ -76,3 +76,11 @@ def test_middlewares_in_the_accepted_forms_are_kept():
     given = [GZipMiddleware, (GZipMiddleware, {"minimum_size": 5}), lambda app: app]
     assert ls.LitServer(SimpleLitAPI(), middlewares=given).middlewares == given
     assert ls.LitServer(SimpleLitAPI()).middlewares == []
+
+
+def test_without_middlewares_the_front_is_served_as_it_is():
+    from litserve.http.middleware import Stack, wrap
+
+    app = object()
+    assert wrap(app, []) is app  # no wrapper, no per-request work
+    assert isinstance(wrap(app, [lambda inner: inner]), Stack)
