@@ -30,6 +30,8 @@ from .config import (
     timeout_seconds,
 )
 from .errors import ConfigError
+from .http.auth import check_authorize
+from .http.middleware import check_middlewares
 from .ipc.slots import MAX_WORKERS
 from .protocol import META_ROOM
 from .sockets import bind
@@ -82,7 +84,7 @@ class LitServer:
         self.model_metadata = model_metadata
         self.track_requests = track_requests
         self.callbacks = as_callbacks(callbacks)
-        self.middlewares = [] if middlewares is None else middlewares
+        self.middlewares = check_middlewares(middlewares)
         self.loggers = loggers
         self.disable_openapi_url = disable_openapi_url
         self.restart_workers = restart_workers
@@ -90,6 +92,7 @@ class LitServer:
         if not apis:
             raise ConfigError("LitServer needs at least one LitAPI")
         self.apis = [validate_api(a) for a in apis]
+        check_authorize(self.apis)
         self.accelerator = resolve_accelerator(accelerator)
         self.devices = resolve_devices(devices, self.accelerator)
         self.workers_per_device = positive_int("workers_per_device", workers_per_device)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import inspect
 import logging
+import os
 import pickle
 import time
 from dataclasses import dataclass
@@ -23,13 +23,17 @@ import orjson
 
 from .. import protocol as P
 from ..api import LitAPI, request_model
-from ..config import Plan
+from ..callbacks.base import CallbackRunner, EventTypes
+from ..config import Plan, Shipped
+from .auth import Authorizer, Gate, authorizer, key_matches
 from .body import PRIVATE_MAX, Body, DirectTicket, await_direct, place, read_body, read_private
 from .checks import accept_flags, content_length, kind_and_meta, looks_like_json, validate
 from .direct import SCOPE_KEY, Direct
 from .dispatch import DIED, WORKER_DIED, Dispatcher, Pending
 from .guard import Guard
 from .intake import Hold, Intake
+from .mounts import Mounts, collect
+from .own import own_routes
 from .replies import Busy, Refused, Reply, json_error
 
 log = logging.getLogger("litserve.front")
@@ -37,6 +41,7 @@ log = logging.getLogger("litserve.front")
 Scope = dict[str, Any]
 WATCH_AFTER = 0.05  # start watching for a client disconnect after this many seconds
 DISCONNECTED = Reply(P.ERROR, 499, P.CT_JSON, b"", b"")
+ON_REQUEST, ON_RESPONSE = EventTypes.ON_REQUEST.value, EventTypes.ON_RESPONSE.value
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -79,6 +84,7 @@ class Route:
         self.model = request_model(api)
         self.flags = P.STREAM if self.opts.stream else 0
         self.spec = spec
+        self.auth = authorizer(api)
 
     def error(self, status: int, detail: Any, headers: bytes = b"") -> Reply:
         if self.spec is None:
@@ -99,8 +105,13 @@ class Route:
 
 class Front:
     def __init__(self, plan: Plan, index: int, apis: list[LitAPI], specs: list[Any],
-                 gen: int = 0) -> None:
+                 gen: int = 0, shipped: Shipped | None = None, parent: int | None = None
+                 ) -> None:
         self.plan, self.index, self.gen = plan, index, gen
+        shipped = shipped or Shipped(apis, specs, [], [], None)
+        # (before any shared memory is made: a bad mount or route fails here, leaving none)
+        self.own = own_routes(plan, shipped, os.getppid() if parent is None else parent)
+        self.mounts = Mounts(collect(shipped, plan))
         self.board = P.Board(P.ServerNames.of(plan.name).board)
         self.intake = Intake(plan, index, gen, self.board)
         self.dispatch = Dispatcher(plan, index, self.intake, gen)
@@ -109,6 +120,7 @@ class Front:
         self.routes: dict[str, Route] = {}
         self.spec_routes: dict[str, tuple[Route, Any]] = {}
         self.routes_by_index: list[Route] = []
+        guards: dict[str, Authorizer] = {}
         served = [spec for spec in specs if spec is not None]
         for spec in served:  # lets specs share endpoints, e.g. one /v1/models for all
             getattr(spec, "bind", lambda specs: None)(served)
@@ -120,7 +132,23 @@ class Front:
             else:
                 for ep in spec.endpoints():
                     self.spec_routes[ep.path] = (route, ep)
+            if route.auth is not None:
+                paths = [plan.routes[i].api_path] if spec is None else [
+                    ep.path for ep in spec.endpoints()]
+                guards.update(dict.fromkeys(paths, route.auth))
+        if len(apis) == 1 and self.routes_by_index[0].auth is not None:
+            # one LitAPI: its authorize guards the server's routes too (as LitServe's)
+            guards[plan.healthcheck_path] = guards[plan.info_path] = self.routes_by_index[0].auth
         self.api_key = plan.api_key.encode() if plan.api_key else None
+        exempt = frozenset([plan.shutdown_path] if plan.enable_shutdown_api else [])
+        self.gate = Gate(self.api_key, guards, exempt) if self.api_key or guards else None
+        # The protocol reads bodies straight into the arena only where nothing has to see
+        # the request first: no middleware (it may read or change the body), no authorize.
+        self.direct_routes = {} if shipped.middlewares else {
+            path: route for path, route in self.routes.items() if route.auth is None}
+        runner = CallbackRunner(shipped.callbacks)
+        self.callbacks = runner if runner else None
+        self.server = shipped.server
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- ASGI entry ----------------------------------------------------------------------
@@ -138,23 +166,32 @@ class Front:
                 self.loop = asyncio.get_running_loop()
                 self.dispatch.start(self.loop)
                 self.guard.start(self.loop)
+                try:
+                    await self.mounts.startup()
+                except Exception as exc:
+                    log.error("litserve: front %d cannot start: %s", self.index, exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 gc.freeze()  # start-up's objects are never scanned by the collector again
                 self.board.set_front(self.index, self.gen, P.READY)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 self.guard.stop()
+                await self.mounts.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         path, method = scope["path"], scope["method"]
         headers = _headers(scope)
-        if self.api_key is not None and not self._authorized(headers):
-            spec_route = self.spec_routes.get(path)
-            reply = (spec_route[0].error if spec_route else json_error)(
-                401, "Invalid or missing API key: send the X-API-Key header "
-                "(or Authorization: Bearer <key>)")
-            return await _send(send, reply)
+        if self.gate is not None:  # an API key or an authorize: check before anything
+            try:
+                await self.gate.check(path, scope, headers)
+            except Refused as exc:
+                spec_route = self.spec_routes.get(path)
+                reply = spec_route[0].refusal(exc) if spec_route else json_error(
+                    exc.status, exc.detail, exc.headers)
+                return await _send(send, reply)
         route = self.routes.get(path)
         if route is not None:
             if method != "POST":
@@ -171,6 +208,24 @@ class Front:
             ready = self._can_serve() and await self._apis_healthy()
             body = b"ok" if ready else b"not ready"
             return await _send(send, Reply(P.RESULT, 200 if ready else 503, P.CT_TEXT, b"", body))
+        await self._other(path, method, scope, headers, receive, send)
+
+    async def _other(self, path: str, method: str, scope: Scope, headers: dict[bytes, bytes],
+                     receive: Any, send: Any) -> None:
+        """The server's own routes, then the mounted apps; else 404."""
+        own = self.own.get(path)
+        if own is not None:
+            if method not in own.methods:
+                allowed = ", ".join(own.methods)
+                return await _send(send, json_error(405, f"{path} accepts {allowed}"))
+            reply = own.answer(headers)
+            await _send(send, reply)
+            if own.after is not None and reply.status == 200:
+                own.after()
+            return
+        mount = self.mounts.find(path) if self.mounts else None
+        if mount is not None:
+            return await self.mounts.serve(mount, scope, receive, send)
         return await _send(send, json_error(404, "Not Found"))
 
     def _can_serve(self) -> bool:
@@ -196,13 +251,22 @@ class Front:
                 return False
         return True
 
-    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
-        assert self.api_key is not None
-        given = headers.get(b"x-api-key")
-        if given is None:
-            auth = headers.get(b"authorization", b"")
-            given = auth[7:] if auth[:7].lower() == b"bearer " else b""
-        return hmac.compare_digest(given, self.api_key)
+    def active_requests(self) -> int | None:
+        """Requests in flight in every front (those holding a request slot), with
+        ``track_requests``; None without it (as LitServe's ``active_requests``)."""
+        if not self.plan.track_requests:
+            return None
+        board = self.board
+        return sum(board.front_usage(i)[0] for i in range(board.fronts))
+
+    def _on_request(self) -> None:
+        assert self.callbacks is not None
+        self.callbacks.trigger_event(ON_REQUEST, active_requests=self.active_requests(),
+                                     litserver=self.server)
+
+    def _on_response(self) -> None:
+        assert self.callbacks is not None
+        self.callbacks.trigger_event(ON_RESPONSE, litserver=self.server)
 
     # -- spec endpoints ------------------------------------------------------------------
     async def _spec(self, route: Route, path: str, method: str, headers: dict[bytes, bytes],
@@ -285,11 +349,11 @@ class Front:
     def place_direct(self, scope: Scope, length: int) -> Direct | None:
         """Called by the protocol when headers are parsed: reserve the arena block a large
         body will be read into, or None to let it take the ordinary path."""
-        route = self.routes.get(scope["path"])
+        route = self.direct_routes.get(scope["path"])
         if route is None or length <= PRIVATE_MAX:
             return None
         headers = _headers(scope)
-        if self.api_key is not None and not self._authorized(headers):
+        if self.api_key is not None and not key_matches(headers, self.api_key):
             return None
         try:
             kind, meta = kind_and_meta(headers)
@@ -310,6 +374,8 @@ class Front:
         rec = P.RequestRecord(self.index, route.index, ready.kind, self.gen, flags, hold.slot,
                               hold.seq, block, ready.data_len, ready.meta_len, clock.deadline,
                               ready.inline)
+        if self.callbacks is not None:
+            self._on_request()
         try:
             pending = await self.dispatch.post(hold, rec, clock.wait_until)
         except Busy as exc:
@@ -326,6 +392,9 @@ class Front:
         watch: list[Any] = []
         watch_timer = loop.call_later(WATCH_AFTER, self._watch, pending, receive, watch)
         started = False
+        # LitServe's on_response: a whole answer once it succeeded; a stream when it ends,
+        # however it ends (the spec routes have none)
+        callbacks = None if route.spec is not None else self.callbacks
         try:
             while True:
                 reply = await pending.next(loop)
@@ -344,6 +413,8 @@ class Front:
                                 "more_body": True})
                     continue
                 if not started:
+                    if callbacks is not None and reply.kind != P.ERROR and not route.opts.stream:
+                        self._on_response()
                     return await _send(send, reply)
                 await send({"type": "http.response.body", "body": reply.body})
                 return
@@ -351,6 +422,8 @@ class Front:
             watch_timer.cancel()
             for task in watch:
                 task.cancel()
+            if callbacks is not None and route.opts.stream:
+                self._on_response()
 
     def _expire(self, pending: Pending, route: Route) -> None:
         self.dispatch.cancel(pending)

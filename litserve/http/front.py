@@ -20,6 +20,17 @@ from ..ipc.lifeline import die_with_parent
 from .app import Front
 from .body import PRIVATE_MAX
 from .direct import protocol_class
+from .middleware import wrap
+
+STARTUP_LINE = "Application startup complete."
+
+
+class _NoStartupLine(logging.Filter):
+    """Drops uvicorn's "Application startup complete." of each front: the supervisor
+    says it once, when every worker is ready too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != STARTUP_LINE
 
 
 class _FrontServer(uvicorn.Server):
@@ -50,7 +61,7 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket, parent: in
     shipped = plan.unpack()
     apis, specs = shipped.apis, shipped.specs
     try:
-        front = Front(plan, index, apis, specs, gen)
+        front = Front(plan, index, apis, specs, gen, shipped=shipped, parent=parent)
     except SharedMemoryFull as exc:  # a sentence says it all
         print(f"litserve: HTTP front {index} cannot start: {exc}", file=sys.stderr, flush=True)
         os._exit(3)
@@ -59,8 +70,9 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket, parent: in
                               "http": protocol_class(front.place_direct, front.guard,
                                                      PRIVATE_MAX)}
     kwargs.update(plan.uvicorn_kwargs)
-    config = uvicorn.Config(front, host=plan.host, port=plan.port, log_level=plan.log_level,
-                            lifespan="on", **kwargs)
+    config = uvicorn.Config(wrap(front, shipped.middlewares), host=plan.host, port=plan.port,
+                            log_level=plan.log_level, lifespan="on", **kwargs)
+    logging.getLogger("uvicorn.error").addFilter(_NoStartupLine())  # (after Config's set-up)
     server = _FrontServer(config)
     server.announce = index == 0 and gen == 0
 

@@ -276,3 +276,39 @@ def pids_mapping(server: Server, suffix: str) -> list[int]:
         if any(entry_parts(e) == (token, suffix) for e in entries):
             found.append(pid)
     return found
+
+
+def start_script(script: str, *args: str, env: dict[str, str] | None = None) -> Server:
+    """A server started by running ``apps/<script>.py ARGS`` (for servers whose LitServer
+    arguments are objects, which launch.py's JSON cannot carry); not yet ready."""
+    return Server("", argv=[PYTHON, str(APPS / f"{script}.py"), *args], env=env)
+
+
+@contextmanager
+def serve_ready(server: Server, health: str = "/health",
+                headers: dict[str, str] | None = None) -> Iterator[Server]:
+    """Like ``serve``, for a server made by the caller (``Server(...)``,
+    ``start_script``) whose health check may be at another path or need ``headers``;
+    stopped (and checked to exit 0, also when it stopped itself) after the block."""
+    def ready() -> bool:
+        if server.proc.poll() is not None:
+            raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.output}")
+        m = BANNER.search(server.output)
+        if not m:
+            return False
+        server.url = f"http://127.0.0.1:{m.group(2)}"
+        try:
+            return httpx.get(server.url + health, headers=headers, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 60, f"server start-up (banner and {health} 200)")
+        assert server.token
+        yield server
+    finally:
+        try:
+            code = server.stop()
+        finally:
+            server.kill_group()
+        assert code == 0, f"server exited with {code}:\n{server.output}"
