@@ -184,7 +184,6 @@ def test_app_under_uvicorn_calls_the_api(litserver: SpecServer) -> None:
             app.stdout.close()
 
 
-@pytest.mark.xfail(strict=False, reason="needs the front's mounts (helper E)")
 def test_litserver_serves_mcp(litserver: SpecServer) -> None:
     _check(*asyncio.run(_list_and_call(litserver.url + "/mcp/")))
     assert litserver.post(json={"input": 3}).json() == {"output": 9.0}  # still a plain API
