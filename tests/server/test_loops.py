@@ -95,6 +95,18 @@ def test_a_step_that_raises_fails_its_requests_and_the_server_goes_on(server):
     assert [line["i"] for line in _lines(server.post(json={"n": 2}))] == [0, 1]
 
 
+def test_encode_response_raising_ends_only_its_own_stream(server):
+    """A stream fails at its second token; the stream sharing its steps goes on."""
+    url = server.url + "/two"
+    with httpx.stream("POST", url, json={"n": 10**9}, timeout=60) as other:
+        lines = other.iter_lines()
+        json.loads(next(lines))
+        failed = _lines(httpx.post(url, json={"n": 5, "bad_encode": True}, timeout=60))
+        assert failed[0]["i"] == 0 and failed[1]["detail"] == "Internal Server Error"
+        assert len(failed) == 2
+        wait_for(lambda: json.loads(next(lines))["batch"] == 1, 20, "the other stream going on")
+
+
 def test_the_base_loop_runs_the_apis_own_step(server):
     """Upstream's style: the LitAPI keeps the sequences (add_request, has_capacity,
     step -> Output) and has no predict."""
@@ -153,3 +165,23 @@ def test_an_api_that_steps_itself_needs_no_predict():
     assert validate_api(Steps(loop=ContinuousBatchingLoop(), stream=True))
     with pytest.raises(ConfigError, match="does not implement predict"):
         validate_api(Steps(loop=DefaultContinuousBatchingLoop(), stream=True))
+
+
+def test_a_request_waiting_for_room_meets_its_deadline_and_stop_lets_streams_end():
+    """timeout=2 covers the first chunk: A and B hold both places, so C waits, gets its
+    504 from the front, and the worker drops it (every slot comes back).  SIGTERM while
+    A and B run: the fronts drain, the streams end, the server exits 0."""
+    with serve('loops:Counter({"max_batch_size": 2})', timeout=2) as server:
+        url = server.url + "/predict"
+        with httpx.stream("POST", url, json={"n": 10**9}, timeout=60) as a, \
+                httpx.stream("POST", url, json={"n": 10**9}, timeout=60) as b:
+            held = [a.iter_lines(), b.iter_lines()]  # (a dropped iterator closes its stream)
+            assert [json.loads(next(lines))["i"] for lines in held] == [0, 0]
+            late = httpx.post(url, json={"n": 1}, timeout=60)
+            assert late.status_code == 504, late.text
+        wait_idle(server)
+        with httpx.stream("POST", url, json={"n": 400}, timeout=60) as r:
+            lines = r.iter_lines()
+            assert json.loads(next(lines))["i"] == 0
+            server.terminate()
+            assert [json.loads(line)["i"] for line in lines] == list(range(1, 400))

@@ -19,7 +19,8 @@ class Counter(ls.LitAPI):
 
     A request {"n": N} ends after N tokens; {"until_batch": K} ends only after one of its
     steps ran K sequences together (so K concurrent streams can only end by sharing a
-    step); {"boom": true} makes the step that runs it raise.
+    step); {"boom": true} makes the step that runs it raise; {"bad_encode": true} makes
+    encode_response raise at its second token.
     """
 
     def __init__(self, max_batch_size=8, max_sequence_length=20_000, api_path="/predict"):
@@ -47,6 +48,8 @@ class Counter(ls.LitAPI):
         return token["i"] + 1 >= req.get("n", 1)
 
     def encode_response(self, token):
+        if token["req"].get("bad_encode") and token["i"] == 1:
+            raise ValueError("cannot encode this token")
         return {"i": token["i"], "batch": token["batch"]}
 
 
