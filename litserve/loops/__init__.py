@@ -9,7 +9,7 @@ from .continuous_batching_loop import (
     DefaultContinuousBatchingLoop,
     Output,
 )
-from .loops import check_loop, get_default_loop, inference_worker
+from .loops import check_loop, check_options, get_default_loop, inference_worker
 from .simple_loops import BatchedLoop, SingleLoop
 from .streaming_loops import BatchedStreamingLoop, StreamingLoop
 
@@ -20,6 +20,7 @@ __all__ = [
     "get_default_loop",
     "inference_worker",
     "check_loop",
+    "check_options",
     "Output",
     "LitAPIStatus",
     "SingleLoop",

@@ -49,6 +49,23 @@ def check_loop(loop: Any) -> Any:
     return loop
 
 
+def check_options(api: Any, stream: bool, spec: Any) -> None:
+    """ConfigError when ``api``'s loop cannot serve with these route options (the worker
+    checks at start-up; LitServer may call it earlier)."""
+    loop = continuous(getattr(api, "loop", "auto"))
+    if loop is None:
+        return
+    name, kind = type(api).__name__, type(loop).__name__
+    if not stream:
+        raise ConfigError(f"{name} uses {kind}, which streams every response; set "
+                          "stream=True (LitAPI(stream=True) or LitServer(..., stream=True))")
+    if spec is not None:
+        raise ConfigError(f"{name} uses {kind} with spec={type(spec).__name__}(); continuous "
+                          "batching serves plain streams only (as upstream LitServe), use "
+                          "spec=None")
+    loop.pre_setup(api, spec)
+
+
 def continuous(loop: Any) -> ContinuousBatchingLoop | None:
     """The continuous-batching loop a LitAPI's ``loop`` names, or None."""
     return loop if isinstance(loop, ContinuousBatchingLoop) else None

@@ -16,6 +16,7 @@ then runs one step of each engine.  One step:
 Every sequence that leaves is ``mark_completed`` first, so the loop drops its inputs
 before the final record lets the front reuse their bytes (Runner._let_go).  The loop's
 hooks are ``async`` (upstream's signatures); they run on one event loop per engine.
+A request of another route claimed during a turn runs at once, the batch waiting for it.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from typing import TYPE_CHECKING, Any
 from starlette.exceptions import HTTPException
 
 from .. import protocol as P
-from ..errors import ConfigError
 from ..loops.base import LitAPIStatus
 from ..loops.continuous_batching_loop import ContinuousBatchingLoop, Output
-from ..loops.loops import continuous
+from ..loops.loops import check_options, continuous
 from . import inputs
 from .forms import FormError
 
@@ -47,19 +47,10 @@ class Engine:
     """The running batch of one continuous-batching route."""
 
     def __init__(self, runner: Runner, api: Api, loop: ContinuousBatchingLoop) -> None:
-        name = type(api.api).__name__
-        if not api.opts.stream:
-            raise ConfigError(f"{name} uses {type(loop).__name__}, which streams every "
-                              "response; set stream=True (LitAPI(stream=True) or "
-                              "LitServer(..., stream=True))")
-        if api.spec is not None:
-            raise ConfigError(f"{name} uses {type(loop).__name__} with spec="
-                              f"{type(api.spec).__name__}(); continuous batching serves plain "
-                              "streams only (as upstream LitServe), use spec=None")
         self.runner, self.api, self.loop = runner, api, loop
         loop.max_batch_size = api.opts.max_batch_size
         _upstream_attributes(api.api, api.opts)
-        loop.pre_setup(api.api, None)
+        check_options(api.api, api.opts.stream, api.spec)
         self.events = asyncio.new_event_loop()
         self.running: dict[str, Job] = {}  # uid -> its job, in the loop's batch
         self.waiting: deque[Job] = deque()  # claimed, waiting for room

@@ -22,6 +22,7 @@ from litserve.loops import (
     Output,
     SingleLoop,
     StreamingLoop,
+    check_options,
 )
 
 from .harness import Server, serve, wait_for, wait_idle
@@ -185,3 +186,20 @@ def test_a_request_waiting_for_room_meets_its_deadline_and_stop_lets_streams_end
             assert json.loads(next(lines))["i"] == 0
             server.terminate()
             assert [json.loads(line)["i"] for line in lines] == list(range(1, 400))
+
+
+def test_route_options_a_continuous_loop_cannot_serve_are_refused():
+    class Tokens(ls.LitAPI):
+        def predict(self, inputs, generated):
+            return [0 for _ in inputs]
+
+    api = Tokens(loop=DefaultContinuousBatchingLoop())
+    with pytest.raises(ConfigError, match="must implement has_finished"):
+        check_options(api, True, None)
+    with pytest.raises(ConfigError, match="set stream=True"):
+        check_options(api, False, None)
+    with pytest.raises(ConfigError, match=r"spec=OpenAISpec\(\); continuous batching serves"):
+        check_options(api, True, ls.OpenAISpec())
+    with pytest.raises(ConfigError, match=r"must implement step\(\)"):
+        check_options(Tokens(loop=ContinuousBatchingLoop()), True, None)
+    check_options(Plain(), False, None)  # not a continuous loop: nothing to check
