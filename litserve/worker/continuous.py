@@ -144,7 +144,7 @@ class Engine:
                 self.runner._chunk(job, self.api.call("encode_response", out.output,
                                                       job.context))
             except Exception as exc:
-                self._leave(out.uid, exc)
+                self._leave(out.uid, exc, hook="encode_response")
 
     def drain(self) -> None:
         """Step until every running and waiting sequence has ended (at STOP)."""
@@ -152,13 +152,13 @@ class Engine:
             self.step()
 
     # -- leaving -------------------------------------------------------------------------
-    def _leave(self, uid: str, error: Exception | None = None) -> None:
+    def _leave(self, uid: str, error: Exception | None = None, hook: str = "step") -> None:
         job = self.running.pop(uid)
         self._forget(uid)
         if error is None:
             self._end(job)
         else:
-            self.runner._fail([job], error, self.api, hook="step")
+            self.runner._fail([job], error, self.api, hook=hook)
 
     def _end(self, job: Job) -> None:
         self.runner._post(job, P.END, 200, P.CT_NDJSON, b"", [])

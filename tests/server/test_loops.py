@@ -105,6 +105,8 @@ def test_encode_response_raising_ends_only_its_own_stream(server):
         failed = _lines(httpx.post(url, json={"n": 5, "bad_encode": True}, timeout=60))
         assert failed[0]["i"] == 0 and failed[1]["detail"] == "Internal Server Error"
         assert len(failed) == 2
+        line = f"request {failed[1]['request_id']} failed in Counter.encode_response"
+        wait_for(lambda: line in server.output, 10, f"the log line {line!r}")
         wait_for(lambda: json.loads(next(lines))["batch"] == 1, 20, "the other stream going on")
 
 
