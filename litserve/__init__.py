@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(".api", __name__).LitAPI
     if name == "LitServer":
         return importlib.import_module(".server", __name__).LitServer
-    if name in ("examples", "test_examples", "specs", "wire", "errors"):
+    if name in ("examples", "test_examples", "specs", "wire", "errors", "loops"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("Client", "AsyncClient"):
         return getattr(importlib.import_module(".client", __name__), name)

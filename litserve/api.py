@@ -36,7 +36,7 @@ class LitAPI:
         if not isinstance(enable_async, bool):
             raise ConfigError(f"enable_async={enable_async!r} is not valid; use True or False")
         self.enable_async = enable_async
-        self.loop = "auto" if loop is None else loop  # "auto" or a litserve.loops loop
+        self.loop = checked_loop(loop)  # "auto" or a litserve.loops loop
         self.mcp = mcp  # a litserve.mcp.MCP: this API is also an MCP tool
 
     # -- hooks ----------------------------------------------------------------------
@@ -101,7 +101,7 @@ def validate_api(api: Any) -> LitAPI:
             f"LitServer needs LitAPI instances, got {type(api).__name__}; "
             "subclass litserve.LitAPI and pass an instance: ls.LitServer(MyAPI())"
         )
-    if type(api).predict is LitAPI.predict:
+    if type(api).predict is LitAPI.predict and not steps_itself(api):
         raise ConfigError(
             f"{type(api).__name__} does not implement predict(self, x); it is required"
         )
@@ -123,3 +123,19 @@ def request_model(api: LitAPI) -> Any:
         return None
     ann = hints.get(params[1])
     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def checked_loop(loop: Any) -> Any:
+    """``LitAPI(loop=...)``: "auto" or a loop of ``litserve.loops``; ConfigError otherwise."""
+    from .loops import check_loop
+
+    return check_loop(loop)
+
+
+def steps_itself(api: Any) -> bool:
+    """Does ``api`` make its outputs in ``step`` (a ContinuousBatchingLoop), not ``predict``?"""
+    from .loops import ContinuousBatchingLoop, DefaultContinuousBatchingLoop
+
+    loop = getattr(api, "loop", "auto")
+    return isinstance(loop, ContinuousBatchingLoop) and \
+        not isinstance(loop, DefaultContinuousBatchingLoop)

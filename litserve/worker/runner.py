@@ -20,7 +20,7 @@ from ..config import Plan, RouteOptions
 from ..ipc import PayloadTooLarge, Ring, RingEmpty
 from ..ipc.errors import IPCError
 from ..ipc.segment import Loan
-from . import inputs, outputs
+from . import continuous, inputs, outputs
 from .forms import FormError
 from .links import FrontLink, OutArena
 
@@ -82,6 +82,7 @@ class Api:
         self.spec_batch = (spec is not None and hasattr(spec, "batch") and self.default_batch
                            and type(api).unbatch is LitAPI.unbatch)
         self.buffers = BatchBuffers()
+        self.continuous: continuous.Engine | None = None  # set by continuous.engines
 
     def call(self, hook: str, arg: Any, context: Any) -> Any:
         if self.spec is not None and not self.own[hook]:
@@ -114,11 +115,16 @@ class Runner:
         self.out = OutArena(plan, j, gen)
         self.fronts: dict[tuple[int, int], FrontLink] = {}
         self._busy = self.board.busy_writer(j)
+        self.engines = continuous.engines(self)  # routes with a ContinuousBatchingLoop
 
     # -- claiming ---------------------------------------------------------------------
     def serve(self) -> None:
         """Run until a STOP record arrives."""
         while True:
+            if continuous.live(self.engines):  # sequences run: claim without waiting, step
+                if continuous.turn(self, self.engines):
+                    return  # a STOP came; the running sequences ended first
+                continue
             first = self._claim(self.requests.get(None))
             if first is STOP:
                 return
@@ -202,6 +208,8 @@ class Runner:
 
     # -- running hooks -------------------------------------------------------------------
     def _run(self, api: Api, jobs: list[Job]) -> None:
+        if api.continuous is not None:
+            return api.continuous.add(jobs)  # they join its running batch
         jobs = [job for job in jobs if self._decode(api, job)]
         if not jobs:
             return
@@ -463,6 +471,7 @@ class Runner:
             raise InputsNotPrivate(str(exc)) from exc
 
     def close(self) -> None:
+        continuous.close(self.engines)
         for link in self.fronts.values():
             link.close()
         self.out.close()
