@@ -162,7 +162,7 @@ class LogSink:
     def _drop(self, key: str, why: str) -> None:
         self.dropped += 1
         if self.dropped == 1:
-            log.warning("litserve: dropped the log entry %r: %s; further drops in this "
+            log.warning("dropped the log entry %r: %s; further drops in this "
                         "process (pid %d) are counted, not reported", key, why, os.getpid())
 
 
@@ -210,12 +210,12 @@ def _next(ring: Ring) -> tuple[str, Any] | None:
             key, value = pickle.loads(record[_LEN.size:_LEN.size + size])
             return key, value
         except Exception:
-            log.exception("litserve: a log entry could not be unpickled; skipped")
+            log.exception("a log entry could not be unpickled; skipped")
 
 
 def _process(logger: Logger, key: str, value: Any) -> None:
     try:
         logger.process(key, value)
     except Exception:
-        log.exception("litserve: %s.process raised for the entry %r (value %.200r); it "
+        log.exception("%s.process raised for the entry %r (value %.200r); it "
                       "goes on with the next", type(logger).__name__, key, value)
