@@ -114,6 +114,7 @@ def clean_up(work: Path, tokens_before: set[str]) -> list[str]:
     """Kill what the run left, remove its servers' shared memory; what was left."""
     from litserve.ipc import names
     from litserve.ipc.janitor import sweep_dead
+    from litserve.ipc.lease import alive
 
     left = []
     pids = leftover_pids(work)
@@ -126,17 +127,23 @@ def clean_up(work: Path, tokens_before: set[str]) -> list[str]:
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    ours = {t for e in names.leftovers() if (t := (names.parse(e) or ("", ""))[0])}
-    new = ours - tokens_before
+    # Every process the run started is gone now, so a new set whose lease is still held
+    # is another user's server (sessions running at the same time), not ours.
+    new = {t for t in _tokens(names.leftovers()) - tokens_before if not alive(t)}
     deadline = time.monotonic() + 15  # janitors finish their sweep on their own
     while new and time.monotonic() < deadline:
         sweep_dead(tokens=new)
-        new = {t for e in names.leftovers() if (t := (names.parse(e) or ("", ""))[0])} \
-            - tokens_before
+        new &= _tokens(names.leftovers())
         if new:
             time.sleep(0.2)
     left += [f"/dev/shm names of server {t} were left" for t in sorted(new)]
     return left
+
+
+def _tokens(entries: list[str]) -> set[str]:
+    from litserve.ipc import names
+
+    return {t for e in entries if (t := (names.parse(e) or ("", ""))[0])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from litserve.ipc import names
 
-    before = {t for e in names.leftovers() if (t := (names.parse(e) or ("", ""))[0])}
+    before = _tokens(names.leftovers())
     with tempfile.TemporaryDirectory(prefix="litserve-upstream-e2e-") as tmp:
         work = Path(tmp)
         commit = export(args.upstream, work)
