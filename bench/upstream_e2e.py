@@ -36,6 +36,7 @@ EXPORTED = ["tests/e2e", "tests/simple_server.py", "tests/simple_server_diff_por
             "tests/conftest.py", "tests/__init__.py"]
 PORTS = (8000, 8080)
 SUITE = "tests/e2e/test_e2e.py"
+SETTLE_S = 3.0  # seconds for the killed servers' last processes to finish exiting
 
 
 def port_in_use(port: int) -> bool:
@@ -127,16 +128,23 @@ def clean_up(work: Path, tokens_before: set[str]) -> list[str]:
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    # Every process the run started is gone now, so a new set whose lease is still held
-    # is another user's server (sessions running at the same time), not ours.
-    new = {t for t in _tokens(names.leftovers()) - tokens_before if not alive(t)}
-    deadline = time.monotonic() + 15  # janitors finish their sweep on their own
-    while new and time.monotonic() < deadline:
-        sweep_dead(tokens=new)
-        new &= _tokens(names.leftovers())
-        if new:
-            time.sleep(0.2)
-    left += [f"/dev/shm names of server {t} were left" for t in sorted(new)]
+    # The harness SIGKILLed its servers, janitors included, so their names stay until
+    # someone sweeps them.  Every process the run started is gone within moments (a
+    # killed process may still be exiting, holding its lease): a new set whose lease is
+    # still held after SETTLE_S is another session's live server, not ours.
+    start, left_names = time.monotonic(), set()
+    while True:
+        new = _tokens(names.leftovers()) - tokens_before
+        dead = {t for t in new if not alive(t)}
+        if dead:
+            sweep_dead(tokens=dead)
+            left_names = dead & _tokens(names.leftovers())
+        if time.monotonic() - start >= SETTLE_S and not left_names:
+            break
+        if time.monotonic() - start >= 3 * SETTLE_S:
+            break
+        time.sleep(0.2)
+    left += [f"/dev/shm names of server {t} were left" for t in sorted(left_names)]
     return left
 
 
