@@ -6,28 +6,45 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import LitAPI
+    from .callbacks import Callback
     from .client import AsyncClient, Client
-    from .server import LitServer
+    from .loggers import Logger
+    from .server import LitServer, Request, Response
+    from .utils import configure_logging, set_trace, set_trace_if_debug
 
 __version__ = "0.1.0"
 
-__all__ = ["LitAPI", "LitServer", "examples", "test_examples", "Client", "AsyncClient",
-           "__version__"]
+__all__ = ["AsyncClient", "Callback", "Client", "LitAPI", "LitServer", "Logger",
+           "OpenAIEmbeddingSpec", "OpenAISpec", "Request", "Response", "__version__",
+           "configure_logging", "examples", "set_trace", "set_trace_if_debug",
+           "test_examples"]
+
+# name -> the module that defines it; imported on first use, so that `import litserve`
+# stays light for clients
+_LAZY = {
+    "LitAPI": ".api",
+    "LitServer": ".server",
+    "Request": ".server",
+    "Response": ".server",
+    "Callback": ".callbacks",
+    "Logger": ".loggers",
+    "Client": ".client",
+    "AsyncClient": ".client",
+    "OpenAISpec": ".specs",
+    "OpenAIEmbeddingSpec": ".specs",
+    "configure_logging": ".utils",
+    "set_trace": ".utils",
+    "set_trace_if_debug": ".utils",
+}
+_SUBMODULES = ("examples", "test_examples", "specs", "wire", "errors", "utils", "loggers",
+               "callbacks", "loops", "mcp")
 
 
 def __getattr__(name: str) -> Any:
-    # submodules and optional parts are imported on first use, so `import litserve`
-    # stays light for clients
     import importlib
 
-    if name == "LitAPI":
-        return importlib.import_module(".api", __name__).LitAPI
-    if name == "LitServer":
-        return importlib.import_module(".server", __name__).LitServer
-    if name in ("examples", "test_examples", "specs", "wire", "errors", "loops"):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name in ("Client", "AsyncClient"):
-        return getattr(importlib.import_module(".client", __name__), name)
-    if name in ("OpenAISpec", "OpenAIEmbeddingSpec"):
-        return getattr(importlib.import_module(".specs", __name__), name)
     raise AttributeError(f"module 'litserve' has no attribute {name!r}")

@@ -94,6 +94,16 @@ class LitAPI:
         except (TypeError, ValueError):
             return False
 
+    # -- logging ----------------------------------------------------------------------
+    _log_sink: Any = None  # set in every process by litserve.loggers.attach
+
+    def log(self, key: str, value: Any) -> None:
+        """Send ``(key, value)`` to the server's loggers (``LitServer(loggers=...)``),
+        which process it in a process of their own; never waits (an entry that finds
+        their queue full is dropped, and counted).  Without loggers: does nothing."""
+        if self._log_sink is not None:
+            self._log_sink.put(key, value)
+
 
 def validate_api(api: Any) -> LitAPI:
     if not isinstance(api, LitAPI):

@@ -121,10 +121,54 @@ def seconds(name: str, value: Any) -> float:
     return float(value)
 
 
-def api_path(value: Any) -> str:
+def api_path(value: Any, name: str = "api_path", example: str = "'/predict'") -> str:
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ConfigError(f"api_path={value!r} is not valid; use a path starting with '/'")
+        raise ConfigError(f"{name}={value!r} is not valid; use a path starting with '/', "
+                          f"e.g. {example}")
     return value
+
+
+def json_metadata(value: Any) -> Any:
+    """``model_metadata``: anything ``json.dumps`` accepts (it is served at /info)."""
+    import json
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model_metadata={value!r} is not JSON-serializable ({exc}); use "
+                          "a dict of strings, numbers, lists and dicts") from None
+    return value
+
+
+def workers_per_api(value: Any, paths: list[str]) -> dict[str, int]:
+    """``workers_per_device`` as LitServe takes it: one int, a list with one int per
+    LitAPI (in order), or a dict ``{api_path: int}`` (missing paths get 1)."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(paths))
+        if unknown:
+            raise ConfigError(f"workers_per_device={value!r} names api_path(s) {unknown} that "
+                              f"no LitAPI serves; the api_paths are {paths}")
+        return {p: positive_int(f"workers_per_device[{p!r}]", value.get(p, 1)) for p in paths}
+    if isinstance(value, list | tuple):
+        if len(value) != len(paths):
+            raise ConfigError(f"workers_per_device={list(value)!r} has {len(value)} entries "
+                              f"but the server has {len(paths)} LitAPI(s); give one int per "
+                              "LitAPI, or one int for all")
+        return {p: positive_int(f"workers_per_device[{i}]", w)
+                for i, (p, w) in enumerate(zip(paths, value, strict=True))}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return dict.fromkeys(paths, positive_int("workers_per_device", value))
+    raise ConfigError(f"workers_per_device={value!r} is not valid; use an int >= 1, a list "
+                      "with one int per LitAPI, or a dict {api_path: int}")
+
+
+def shutdown_key() -> tuple[str, bool]:
+    """The shutdown route's Bearer token: $LIT_SHUTDOWN_API_KEY, else a new random one;
+    and whether it was generated."""
+    import secrets
+
+    given = os.environ.get("LIT_SHUTDOWN_API_KEY")
+    return (given, False) if given else (secrets.token_urlsafe(32), True)
 
 
 @dataclass
@@ -189,6 +233,9 @@ class Plan:
     track_requests: bool = False
     disable_openapi_url: bool = False
     restart_workers: bool | None = None  # None: restart (ours); False: stop on a death
+    loggers: int = 0  # how many ls.Logger the server has (0: no log ring, no logger process)
+    shutdown_api_key: str | None = None  # Bearer token of the shutdown route when enabled
+    info: dict[str, Any] = field(default_factory=dict)  # the document served at info_path
     uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property

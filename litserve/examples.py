@@ -1,7 +1,8 @@
 """Small ready-made LitAPIs, for trying the server and for tests.
 
-Reachable as ``ls.examples.SimpleLitAPI`` and ``from litserve.examples import ...``
-(``litserve.test_examples`` is an alias, as in LitServe).
+Reachable as ``ls.examples.SimpleLitAPI`` and ``from litserve.examples import ...``, and
+under LitServe's names: ``ls.test_examples.SimpleLitAPI``,
+``litserve.test_examples.simple_example`` (the same classes).
 """
 
 from __future__ import annotations
@@ -70,17 +71,17 @@ class SimpleTorchAPI(LitAPI):
 
 
 class SimpleStreamAPI(LitAPI):
-    """Streams ``{"output": f"{prompt} {i}"}`` for i in 0..2 (use with ``stream=True``)."""
+    """Streams ``{"output": f"{i}: {input}"}`` for i in 0..2 (use with ``stream=True``)."""
 
     def setup(self, device: str) -> None:
-        self.model = None
+        self.model: Any = lambda i, x: f"{i}: {x}"
 
-    def decode_request(self, request: Any) -> str:
-        return str(request["input"])
+    def decode_request(self, request: Any) -> Any:
+        return request["input"]
 
-    def predict(self, x: str) -> Any:
+    def predict(self, x: Any) -> Any:
         for i in range(3):
-            yield f"{x} {i}"
+            yield self.model(i, x)
 
     def encode_response(self, output_stream: Any) -> Any:
         for out in output_stream:

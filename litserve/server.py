@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+from starlette.requests import Request
+from starlette.responses import Response
 
+from . import config
 from .api import LitAPI, validate_api
-from .callbacks.base import as_callbacks
+from .callbacks.base import CallbackRunner, EventTypes, as_callbacks
 from .config import (
     MiB,
     Plan,
@@ -21,28 +24,46 @@ from .config import (
     api_path,
     batch_timeout_seconds,
     fit_shared_memory,
+    json_metadata,
     positive_int,
     read_api_key,
     resolve_accelerator,
     resolve_devices,
     seconds,
     shm_free,
+    shutdown_key,
     timeout_seconds,
+    workers_per_api,
 )
 from .errors import ConfigError
 from .http.auth import check_authorize
 from .http.middleware import check_middlewares
 from .ipc.slots import MAX_WORKERS
+from .loggers import as_loggers, shippable
 from .protocol import META_ROOM
 from .sockets import bind
 
 log = logging.getLogger("litserve")
 REUSE_PORT_DEFAULT = True  # see bench/RESULTS.md, "Spreading connections over fronts"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+__all__ = ["LitServer", "Request", "Response"]  # Request, Response: as LitServe re-exports
 
 
 class LitServer:
-    """Serve one LitAPI (or several, each on its own ``api_path``)."""
+    """Serve one LitAPI (or several, each on its own ``api_path``).
+
+    ``restart_workers``: what happens when a worker process dies.  None (the default)
+    and True: its requests fail with 500 and a new worker replaces it (at most
+    $LITSERVE_MAX_RESTARTS deaths a minute).  False, given explicitly: the server stops,
+    as LitServe 0.2.19 does by default, and ``run`` exits with status 1.
+
+    ``loggers``: ``ls.Logger`` instances; what the hooks log with ``self.log(key, value)``
+    reaches their ``process`` in a logger process of the server (``litserve.loggers``).
+
+    ``enable_shutdown_api``: ``POST shutdown_path`` with ``Authorization: Bearer KEY``
+    stops the server; KEY is $LIT_SHUTDOWN_API_KEY, else one generated and logged at
+    ``run``.
+    """
 
     def __init__(
         self,
@@ -78,14 +99,18 @@ class LitServer:
     ) -> None:
         _check_upstream_only(upstream_only)
         # LitServe's optional parts; each is validated and served by its own module.
-        self.info_path = info_path
-        self.shutdown_path = shutdown_path
+        self.healthcheck_path = config.api_path(healthcheck_path, "healthcheck_path", "'/health'")
+        self.info_path = config.api_path(info_path, "info_path", "'/info'")
+        self.shutdown_path = (config.api_path(shutdown_path, "shutdown_path", "'/shutdown'")
+                              if enable_shutdown_api else shutdown_path)
         self.enable_shutdown_api = enable_shutdown_api
-        self.model_metadata = model_metadata
+        key, self._key_generated = shutdown_key() if enable_shutdown_api else (None, False)
+        self.shutdown_api_key: str | None = key
+        self.model_metadata = json_metadata(model_metadata)
         self.track_requests = track_requests
         self.callbacks = as_callbacks(callbacks)
         self.middlewares = check_middlewares(middlewares)
-        self.loggers = loggers
+        self.loggers = as_loggers(loggers)
         self.disable_openapi_url = disable_openapi_url
         self.restart_workers = restart_workers
         apis = list(api) if isinstance(api, list | tuple) else [api]
@@ -95,18 +120,18 @@ class LitServer:
         check_authorize(self.apis)
         self.accelerator = resolve_accelerator(accelerator)
         self.devices = resolve_devices(devices, self.accelerator)
-        self.workers_per_device = positive_int("workers_per_device", workers_per_device)
+        self.timeout = timeout_seconds(timeout)
+        defaults = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
+                        stream=stream, api_path=api_path, spec=spec)
+        self.routes = [_route(a, defaults, self.timeout) for a in self.apis]
+        _check_paths(self.routes, self._own_paths())
+        self.workers_per_device = _one_worker_count(workers_per_device, self.routes)
         workers = len(self.devices) * self.workers_per_device
         if workers > MAX_WORKERS:
             raise ConfigError(f"{len(self.devices)} device(s) x workers_per_device="
                               f"{workers_per_device} make {workers} workers; at most "
                               f"{MAX_WORKERS} are supported")
-        self.timeout = timeout_seconds(timeout)
-        defaults = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
-                        stream=stream, api_path=api_path, spec=spec)
-        self.routes = [_route(a, defaults) for a in self.apis]
-        _check_paths(self.routes, healthcheck_path)
-        self.healthcheck_path = healthcheck_path
+        self._info = self._info_document(timeout, workers_per_device, max_payload_size)
         self._sizes_given = max_payload_size is not None or response_buffer_size != 256 * MiB
         self.max_payload_size = (
             256 * MiB if max_payload_size is None
@@ -163,8 +188,44 @@ class LitServer:
             track_requests=self.track_requests,
             disable_openapi_url=self.disable_openapi_url,
             restart_workers=self.restart_workers,
+            loggers=len(self.loggers),
+            shutdown_api_key=self.shutdown_api_key,
+            info=self._info,
             uvicorn_kwargs=uvicorn_kwargs,
         )
+
+    def _own_paths(self) -> dict[str, str]:
+        """The server's own routes (no LitAPI may take them), path -> what it is."""
+        own = {self.healthcheck_path: "the health check", self.info_path: "the info route"}
+        if self.enable_shutdown_api:
+            own[self.shutdown_path] = "the shutdown route"
+        return own
+
+    def _info_document(self, timeout: Any, workers_per_device: Any,
+                       max_payload_size: Any) -> dict[str, Any]:
+        """What ``info_path`` serves, in LitServe 0.2.19's forms: ``devices`` is
+        ``["cpu"]`` on CPU, else one list per device (``[["cuda:0"], ["cuda:1"]]``); the
+        other values as they were given; ``stream`` maps each API's path to whether it
+        streams."""
+        if self.accelerator == "cpu":
+            devices: list[Any] = ["cpu"]
+        else:
+            devices = [[d if ":" in d else f"{d}:{i}"] for i, d in enumerate(self.devices)]
+        return {"model": self.model_metadata, "server": {
+            "devices": devices,
+            "workers_per_device": workers_per_device,
+            "timeout": timeout,
+            "stream": {_paths(r)[0]: _streams(r) for r in self.routes},
+            "max_payload_size": max_payload_size,
+            "track_requests": self.track_requests,
+        }}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """As shipped to the other processes: loggers that cannot be pickled travel as
+        their class (``litserve.loggers.shippable``)."""
+        state = self.__dict__.copy()
+        state["loggers"] = shippable(self.loggers)
+        return state
 
     def run(self, host: str = "0.0.0.0", port: int = 8000, num_api_servers: int | None = None,
             log_level: str = "info", generate_client_file: bool = True,
@@ -184,10 +245,10 @@ class LitServer:
                 "    if __name__ == '__main__':\n        server.run(port=8000)\n")
         for key in ("api_server_worker_type", "pretty_logs"):
             uvicorn_kwargs.pop(key, None)  # upstream options with no meaning here
-        plan = self.plan(host, port, num_api_servers, log_level, **uvicorn_kwargs)
-        plan.reuse_port = bool(reuse_port) if reuse_port is not None else REUSE_PORT_DEFAULT
         logging.basicConfig(level=log_level.upper() if log_level != "trace" else "DEBUG",
                             format="%(levelname)s:     %(message)s")
+        plan = self.plan(host, port, num_api_servers, log_level, **uvicorn_kwargs)
+        plan.reuse_port = bool(reuse_port) if reuse_port is not None else REUSE_PORT_DEFAULT
         try:
             shrunk = fit_shared_memory(plan, shm_free(), explicit=self._sizes_given)
             sock = bind(host, port, reuse_port=plan.reuse_port)
@@ -199,10 +260,26 @@ class LitServer:
         plan.port = sock.getsockname()[1]
         if generate_client_file:
             write_client_file(plan)
-        code = Supervisor(plan, sock).run()
-        sock.close()
+        self._announce_shutdown_key(plan)
+        callbacks = CallbackRunner(self.callbacks)
+        callbacks.trigger_event(EventTypes.ON_SERVER_START.value, litserver=self)
+        try:
+            code = Supervisor(plan, sock).run()
+        finally:
+            sock.close()
+            callbacks.trigger_event(EventTypes.ON_SERVER_END.value, litserver=self)
         if code:
             sys.exit(code)
+
+    def _announce_shutdown_key(self, plan: Plan) -> None:
+        if not self.enable_shutdown_api:
+            return
+        if self._key_generated:
+            log.warning("litserve: the shutdown API is enabled but $LIT_SHUTDOWN_API_KEY is "
+                        "not set; generated shutdown API key: %s", self.shutdown_api_key)
+        log.info("litserve: to stop the server: curl -X POST http://127.0.0.1:%d%s "
+                 "-H 'Authorization: Bearer %s'", plan.port, self.shutdown_path,
+                 self.shutdown_api_key)
 
 
 # LitServe options that have no meaning here: accepted (so LitServe code runs unchanged)
@@ -238,8 +315,13 @@ def _pickled(apis: list[LitAPI], specs: list[Any], server: LitServer) -> bytes:
             "each worker, not in __init__") from exc
 
 
-def _route(api: LitAPI, defaults: dict[str, Any]) -> RouteOptions:
+def _route(api: LitAPI, defaults: dict[str, Any], timeout: float | None) -> RouteOptions:
     merged = {**defaults, **api.options}
+    batch_timeout = batch_timeout_seconds(merged["batch_timeout"])
+    if timeout is not None and batch_timeout > timeout:
+        raise ConfigError(f"batch_timeout={merged['batch_timeout']!r} is longer than "
+                          f"timeout={timeout:g}; a batch must be able to close before its "
+                          "requests time out: use a batch_timeout below the timeout")
     stream = merged["stream"]
     if not isinstance(stream, bool):
         raise ConfigError(f"stream={stream!r} is not valid; use True or False")
@@ -252,18 +334,18 @@ def _route(api: LitAPI, defaults: dict[str, Any]) -> RouteOptions:
     return RouteOptions(
         api_path=api_path(merged["api_path"]),
         max_batch_size=positive_int("max_batch_size", merged["max_batch_size"]),
-        batch_timeout=batch_timeout_seconds(merged["batch_timeout"]),
+        batch_timeout=batch_timeout,
         stream=stream,
         spec=merged["spec"],
     )
 
 
-def _check_paths(routes: list[RouteOptions], health: str) -> None:
+def _check_paths(routes: list[RouteOptions], own: dict[str, str]) -> None:
     seen: dict[str, int] = {}
     for i, r in enumerate(routes):
         for path in _paths(r):
-            if path in seen or path == health:
-                other = f"LitAPI #{seen[path]}" if path in seen else "the health check"
+            if path in seen or path in own:
+                other = f"LitAPI #{seen[path]}" if path in seen else own[path]
                 raise ConfigError(
                     f"LitAPI #{i} and {other} both use api_path={path!r}; give each LitAPI "
                     "its own path, e.g. LitAPI(api_path='/v1/other'), and each spec its own "
@@ -278,7 +360,25 @@ def _paths(route: RouteOptions) -> list[str]:
     return [ep.path for ep in route.spec.endpoints() if "POST" in ep.methods]
 
 
-CLIENT_TEMPLATE = '''"""A client for the litserve server (written by LitServer.run)."""
+def _streams(route: RouteOptions) -> bool:
+    """Whether a route streams, as LitServe reports it (its chat spec always does)."""
+    from .specs.openai import OpenAISpec
+
+    return True if isinstance(route.spec, OpenAISpec) else route.stream
+
+
+def _one_worker_count(value: Any, routes: list[RouteOptions]) -> int:
+    """``workers_per_device`` as one count: every worker here serves every LitAPI, so the
+    per-API forms (list, dict) are accepted when they give every API the same count."""
+    counts = workers_per_api(value, [_paths(r)[0] for r in routes])
+    if len(set(counts.values())) > 1:
+        raise ConfigError(f"workers_per_device={value!r} gives the LitAPIs different worker "
+                          "counts; here every worker serves every LitAPI, so give one count "
+                          f"for all, e.g. workers_per_device={max(counts.values())}")
+    return next(iter(counts.values()))
+
+
+CLIENT_TEMPLATE = '''# Written by litserve's LitServer.run (generate_client_file=False skips it).
 
 import requests
 
@@ -288,12 +388,12 @@ print(f"Status: {{response.status_code}}\\nResponse:\\n {{response.text}}")
 
 
 def write_client_file(plan: Plan) -> None:
-    main = sys.modules.get("__main__")
-    where = Path(getattr(main, "__file__", "") or os.getcwd())
-    target = (where.parent if where.is_file() else where) / "client.py"
+    """``client.py`` in the current working directory (as LitServe does), unless there
+    is one."""
+    target = Path(os.getcwd()) / "client.py"
     if target.exists():
         return
     try:
-        target.write_text(CLIENT_TEMPLATE.format(port=plan.port, path=plan.routes[0].api_path))
+        target.write_text(CLIENT_TEMPLATE.format(port=plan.port, path=_paths(plan.routes[0])[0]))
     except OSError as exc:
         log.warning("litserve: could not write %s: %s", target, exc)

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from . import loggers
 from . import protocol as P
 from .config import Plan
 from .errors import ConfigError, StartupError
@@ -66,6 +67,8 @@ class Supervisor:
         self.stop_signal: int | None = None
         self.signals = 0  # received so far (a second one cuts the drain short)
         self.killed: set[int | None] = set()  # pids of workers killed for being stuck
+        self.logger: Any = None  # the logger process, when the server has loggers
+        self.log_ring: Ring | None = None
         self._wake_r, self._wake_w = os.pipe()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -98,6 +101,7 @@ class Supervisor:
             self.board.set_started()
             log.info("litserve: %d worker(s) ready on %s", self.plan.workers,
                      ", ".join(sorted(set(self.plan.devices))))
+            self._announce_started()
             return self._watch()
         except StartupError as exc:
             log.error("%s", exc)
@@ -115,6 +119,12 @@ class Supervisor:
                 signal.signal(s, h)
             os.close(self._wake_r)
             os.close(self._wake_w)
+
+    def _announce_started(self) -> None:
+        """uvicorn's start-up line, said once the workers can serve (LitServe's tooling
+        waits for it before it sends requests; the fronts' uvicorn does not say it)."""
+        if self.plan.log_level in ("info", "debug", "trace"):
+            print("INFO:     Application startup complete.", flush=True)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_signal = signum
@@ -135,8 +145,12 @@ class Supervisor:
         names = P.ServerNames.of(plan.name)
         self.board = P.Board(names.board, plan.workers, plan.fronts, create=True)
         self.requests = Ring(names.requests, plan.request_ring_cells, P.CELL_SIZE, create=True)
+        if plan.loggers:
+            self.log_ring = loggers.create_ring(plan)
 
     def _start(self) -> None:
+        if self.log_ring is not None:
+            self.logger = self._spawn_logger()
         for i in range(self.plan.fronts):
             self.fronts.append(self._spawn_front(i))
         for j in range(self.plan.workers):
@@ -150,6 +164,12 @@ class Supervisor:
                              name=f"litserve-front-{i}")
         p.start()
         self.board.set_pid("front", i, p.pid or 0)
+        return p
+
+    def _spawn_logger(self) -> Any:
+        p = self.ctx.Process(target=loggers.logger_main, args=(self.plan, os.getpid()),
+                             name="litserve-logger")
+        p.start()
         return p
 
     def _spawn_worker(self, j: int) -> Any:
@@ -189,8 +209,11 @@ class Supervisor:
 
     def _watch(self) -> int:
         while self.stop_signal is None:
-            self._wait([p.sentinel for p in self.workers + self.fronts], WATCH_S)
+            self._wait([p.sentinel for p in self._children()], WATCH_S)
             self._replace_stuck()
+            if self.logger is not None and self.logger.exitcode is not None \
+                    and self.stop_signal is None and not self._restart_logger():
+                return 1
             for i, p in enumerate(self.fronts):
                 dead = p.exitcode is not None and self.stop_signal is None
                 if dead and not self._restart_front(i, p.exitcode):
@@ -200,6 +223,31 @@ class Supervisor:
                 if dead and not self._restart(j, p.exitcode):
                     return 1
         return 0
+
+    def _children(self) -> list[Any]:
+        return self.workers + self.fronts + ([self.logger] if self.logger is not None else [])
+
+    def _restart_logger(self) -> bool:
+        """Replace the dead logger process; entries it had not taken yet wait in the ring."""
+        log.error("litserve: the logger process died (exit code %s); restarting it",
+                  self.logger.exitcode)
+        self._repair_log_ring(self.logger.pid)
+        if not self._budget_left():
+            return False
+        self.logger = self._spawn_logger()
+        return True
+
+    def _repair_log_ring(self, pid: int | None) -> None:
+        """Give back the log ring's cell a process died holding (a logger's producers
+        are every front and worker, its consumer the logger process)."""
+        ring = self.log_ring
+        if ring is None or not pid:
+            return
+
+        def repair() -> None:
+            ring.repair(dead=[pid])
+
+        self._recover("process", pid, repair)
 
     def _replace_stuck(self) -> None:
         """Kill every worker that spent more than predict_timeout in one batch without
@@ -230,13 +278,16 @@ class Supervisor:
         return True
 
     def _restart(self, j: int, code: int) -> bool:
-        """Replace dead worker j; its own recovery code repairs what it left."""
-        log.error("litserve: worker %d died (exit code %s); failing its requests and restarting",
-                  j, code)
+        """Replace dead worker j; its own recovery code repairs what it left.  False: the
+        server stops (restart_workers=False, or too many deaths)."""
+        stop = self.plan.restart_workers is False
+        log.error("litserve: worker %d died (exit code %s); failing its requests and %s", j,
+                  code, "stopping the server (restart_workers=False)" if stop else "restarting")
         old, pid = self.gens[j], self.workers[j].pid
         self._recover("worker", j, lambda: worker_recovery.after_death(
             self.plan, self.board, self.requests, j, old, pid))
-        if not self._budget_left():
+        self._repair_log_ring(pid)
+        if stop or not self._budget_left():
             return False  # (repaired all the same: its requests end now, not at a deadline)
         self.gens[j] = old + 1
         self.workers[j] = self._spawn_worker(j)
@@ -253,6 +304,7 @@ class Supervisor:
         self.board.set_front(i, old + 1, P.STARTING)
         self._recover("HTTP front", i, lambda: front_recovery.after_death(
             self.plan, self.board, self.requests, i, old, pid))
+        self._repair_log_ring(pid)
         if not self._budget_left():
             return False
         self.fronts[i] = self._spawn_front(i)
@@ -290,8 +342,23 @@ class Supervisor:
             except IPCError:
                 break
         self._join(live, 5.0)
+        self._stop_logger()
         self.requests.close()
         self.board.close()
+
+    def _stop_logger(self) -> None:
+        """After the fronts and workers stopped: let the logger process finish what they
+        logged (STOP comes last in the ring), then stop it."""
+        if self.log_ring is None:
+            return
+        if self.logger is not None and self.logger.is_alive():
+            try:
+                self.log_ring.put(loggers.STOP, timeout=0.5)
+            except IPCError:
+                log.warning("litserve: the log ring is full; stopping the logger process "
+                            "without waiting for the entries left in it")
+            self._join([self.logger], 5.0)
+        self.log_ring.close()
 
     def _join(self, procs: list[Any], timeout: float) -> None:
         """Wait for ``procs`` to exit, for at most ``timeout`` s or until another signal

@@ -5,7 +5,6 @@ curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"input":
 """
 
 import argparse
-
 import os
 
 import litserve as ls

@@ -17,6 +17,7 @@ from ..config import Plan
 from ..ipc.errors import SharedMemoryFull
 from ..ipc.lease import Lease
 from ..ipc.lifeline import die_with_parent
+from ..loggers import attach as attach_loggers
 from .app import Front
 from .body import PRIVATE_MAX
 from .direct import protocol_class
@@ -60,6 +61,7 @@ def front_main(plan: Plan, index: int, gen: int, sock: socket.socket, parent: in
     Lease.join(plan.token)  # held until exit: this process keeps the names alive
     shipped = plan.unpack()
     apis, specs = shipped.apis, shipped.specs
+    attach_loggers(plan, apis)
     try:
         front = Front(plan, index, apis, specs, gen, shipped=shipped, parent=parent)
     except SharedMemoryFull as exc:  # a sentence says it all

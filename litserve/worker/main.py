@@ -16,6 +16,7 @@ from ..config import Plan
 from ..ipc.errors import SharedMemoryFull
 from ..ipc.lease import Lease
 from ..ipc.lifeline import die_with_parent
+from ..loggers import attach as attach_loggers
 from .runner import Runner
 
 SETUP_FAILED = 3
@@ -33,6 +34,7 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
         _use_device(device)
         shipped = plan.unpack()
         apis, specs = shipped.apis, shipped.specs
+        attach_loggers(plan, apis)
         for api in apis:
             api.device = device
             api.setup(device)

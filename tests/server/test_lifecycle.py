@@ -108,7 +108,7 @@ def test_port_in_use_is_one_clear_line():
             server.kill_group()
 
 
-def test_client_file_is_written_next_to_the_server_unless_present(tmp_path: Path):
+def test_client_file_is_written_in_the_working_directory_unless_present(tmp_path: Path):
     script = tmp_path / "server.py"
     script.write_text(
         "import sys, litserve as ls\n"
