@@ -112,19 +112,19 @@ def _recreate(cls: type[Logger], mounts: list[tuple[str, Any]]) -> Logger:
 
 def shippable(loggers: Iterable[Logger]) -> list[Any]:
     """The loggers as they can travel to other processes (see the module doc)."""
-    import cloudpickle
+    from .pickling import dumps
 
     out: list[Any] = []
     for logger in loggers:
         try:
-            cloudpickle.dumps(logger)
+            dumps(logger)
             out.append(logger)
             continue
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
         mounts = list(getattr(logger, "_mounts", []))
         try:
-            cloudpickle.dumps(mounts)
+            dumps(mounts)
         except Exception:
             mounts = []
         log.warning("litserve: logger %s cannot be pickled (%s); the logger process and "

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import config
+from . import config, pickling
 from .api import LitAPI, validate_api
 from .callbacks.base import CallbackRunner, EventTypes, as_callbacks
 from .config import (
@@ -305,8 +304,8 @@ def _pickled(apis: list[LitAPI], specs: list[Any], server: LitServer) -> bytes:
     """The LitAPIs, specs and the server's user objects (callbacks, middlewares) as
     shipped to every process (``config.Shipped``), or a clear error."""
     try:
-        return bytes(cloudpickle.dumps(Shipped(apis, specs, server.callbacks,
-                                               server.middlewares, server)))
+        return pickling.dumps(Shipped(apis, specs, server.callbacks, server.middlewares,
+                                      server))
     except Exception as exc:
         names = ", ".join(type(a).__name__ for a in apis)
         raise ConfigError(

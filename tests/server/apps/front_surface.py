@@ -11,11 +11,9 @@ where SETUP names a function of ``SETUPS`` below.  Hooks write what they saw to
 $LITSERVE_TEST_LOG, one line each.
 """
 
-import copyreg
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -194,24 +192,15 @@ class DoubleInput:
 
 
 # -- a Prometheus logger, as LitServe's docs write it -------------------------------------------
-# The registry holds locks, which cannot be pickled; LitServe's fronts are forked, ours are
-# spawned and get the loggers by pickle.  Until litserve ships loggers with their locks,
-# the test registers how to pickle a lock (a fresh one on the other side).
-copyreg.pickle(type(threading.Lock()), lambda lock: (threading.Lock, ()))
-copyreg.pickle(type(threading.RLock()), lambda lock: (threading.RLock, ()))
+# (the registry and the histogram hold locks: litserve.pickling sends them as fresh ones)
 REGISTRY = CollectorRegistry()
 
 
-class PrometheusLogger:
-    """The shape of an ``ls.Logger`` (``mount`` records ``_mounts``; ``process``)."""
-
+class PrometheusLogger(ls.Logger):
     def __init__(self):
-        self._mounts = []
+        super().__init__()
         self.duration = Histogram("request_processing_seconds", "Time spent in a function",
                                   ["function_name"], registry=REGISTRY)
-
-    def mount(self, path, app):
-        self._mounts.append((path, app))
 
     def process(self, key, value):
         self.duration.labels(function_name=key).observe(value)
@@ -237,9 +226,10 @@ class LifespanApp:
         await send({"type": "http.response.body", "body": body})
 
 
-class MountLogger:
+class MountLogger(ls.Logger):
     def __init__(self, path, app):
-        self._mounts = [(path, app)]
+        super().__init__()
+        self.mount(path, app)
 
     def process(self, key, value):
         pass

@@ -8,6 +8,7 @@ by $LITSERVE_TEST_LOG: ``<what> <key> <value> pid=<pid>``.
 """
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -32,10 +33,12 @@ class RaisingLogger(ls.Logger):
 
 
 class LockedLogger(ls.Logger):
-    """Holds a lock, so it cannot be pickled: re-created in the logger process."""
+    """Holds an open socket, so it cannot be pickled: re-created in the logger process
+    (a lock would travel: litserve.pickling sends locks as fresh ones)."""
 
     def __init__(self):
         super().__init__()
+        self.sock = socket.socket()
         self.lock = threading.Lock()
 
     def process(self, key, value):
