@@ -11,7 +11,7 @@ from typing import Any
 
 import cloudpickle
 
-from .api import LitAPI, validate_api
+from .api import LitAPI, check_async_route, validate_api
 from .callbacks.base import as_callbacks
 from .config import (
     MiB,
@@ -102,6 +102,8 @@ class LitServer:
         defaults = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                         stream=stream, api_path=api_path, spec=spec)
         self.routes = [_route(a, defaults) for a in self.apis]
+        for a, r in zip(self.apis, self.routes, strict=True):
+            check_async_route(a, r)  # enable_async hooks vs stream / spec (litserve.api)
         _check_paths(self.routes, healthcheck_path)
         self.healthcheck_path = healthcheck_path
         self._sizes_given = max_payload_size is not None or response_buffer_size != 256 * MiB
