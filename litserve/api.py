@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 from .errors import ConfigError
@@ -18,6 +19,7 @@ class LitAPI:
     """
 
     device: str = "cpu"
+    enable_async: bool = False  # (a subclass whose __init__ skips LitAPI's has it too)
 
     def __init__(
         self,
@@ -36,8 +38,25 @@ class LitAPI:
         if not isinstance(enable_async, bool):
             raise ConfigError(f"enable_async={enable_async!r} is not valid; use True or False")
         self.enable_async = enable_async
+        self._validate_async_methods()
         self.loop = checked_loop(loop)  # "auto" or a litserve.loops loop
         self.mcp = mcp  # a litserve.mcp.MCP: this API is also an MCP tool
+
+    def _validate_async_methods(self) -> None:
+        """LitServe's check of ``enable_async=True`` (its messages): ``predict`` must be
+        ``async def`` (a coroutine or an async generator), else ConfigError; a plain
+        ``decode_request`` / ``encode_response`` of yours is warned about and run in a
+        thread.  What also depends on ``stream`` and the spec is checked when
+        ``LitServer`` is built (``check_async_route``)."""
+        if not self.enable_async:
+            return
+        check_async_hooks(self)
+        for name in ("decode_request", "encode_response"):
+            if _overrides(self, name) and not _is_async(getattr(self, name)):
+                warnings.warn(f"{type(self).__name__}.{name} is a plain function under "
+                              "enable_async=True; it will run in a thread. Make it async "
+                              "def to run it on the worker's event loop.",
+                              UserWarning, stacklevel=3)
 
     # -- hooks ----------------------------------------------------------------------
     def setup(self, device: str) -> None:
@@ -105,6 +124,103 @@ class LitAPI:
             self._log_sink.put(key, value)
 
 
+ASYNC_HOOKS = ("decode_request", "predict", "encode_response")
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def _overrides(api: LitAPI, name: str) -> bool:
+    return getattr(type(api), name) is not getattr(LitAPI, name)
+
+
+def check_async_hooks(api: LitAPI) -> None:
+    """``async def`` hooks need ``enable_async=True``, and ``enable_async=True`` needs an
+    ``async def predict`` (LitServe's rules and messages); ConfigError otherwise."""
+    if not api.enable_async:
+        for name in ASYNC_HOOKS:
+            if _is_async(getattr(api, name)):
+                raise ConfigError(
+                    f"{type(api).__name__}.{name} is an async function, but enable_async is "
+                    "not set: pass LitAPI(enable_async=True), or make the hooks plain "
+                    "(non-async) functions")
+        return
+    if not _is_async(api.predict):
+        raise ConfigError(f"{type(api).__name__}.predict is a plain function, but "
+                          "enable_async=True needs an async one: async def predict (return, "
+                          "or yield to stream)")
+
+
+_STREAM_EXAMPLE = """
+
+    async def predict(self, x):
+        for i in range(10):
+            await asyncio.sleep(0.01)  # some async work
+            yield i
+
+    async def encode_response(self, outputs):
+        async for output in outputs:
+            yield {"output": output}"""
+
+
+def check_async_route(api: LitAPI, route: Any) -> None:
+    """The kinds of an ``enable_async`` API's hooks for its route (``RouteOptions``: its
+    stream flag and spec), as LitServe requires them; ConfigError otherwise.
+
+    * not streamed: ``predict`` and ``encode_response`` must not yield;
+    * ``stream=True``: ``predict`` must be an async generator, and ``encode_response``
+      (if yours) one too: it receives predict's async generator;
+    * ``OpenAISpec``: ``predict`` must be an async generator, ``encode_response`` (if
+      yours) one too; ``OpenAIEmbeddingSpec``: as not streamed.
+
+    (LitServe also accepts a plain generator ``encode_response`` here, then fails every
+    request when it iterates the async generator; it is refused here.)  Unlike LitServe,
+    batching (``max_batch_size > 1``) is served with async hooks too."""
+    if not api.enable_async:
+        return
+    from .specs.openai import OpenAISpec
+    from .specs.openai_embedding import OpenAIEmbeddingSpec
+
+    name = type(api).__name__
+    spec = route.spec
+    if spec is not None and not isinstance(spec, OpenAISpec | OpenAIEmbeddingSpec):
+        return  # another spec: its check_api decides
+    streamed = isinstance(spec, OpenAISpec) if spec is not None else route.stream
+    predict, encode = api.predict, api.encode_response
+    yields = [inspect.isasyncgenfunction(predict) or inspect.isgeneratorfunction(predict),
+              inspect.isasyncgenfunction(encode) or inspect.isgeneratorfunction(encode)]
+    if not streamed:
+        if any(yields):
+            raise ConfigError(
+                f"{name}: when `stream=False`, `lit_api.predict`, `lit_api.encode_response` "
+                "must not be generator or async generator functions; return the output "
+                "(async def predict(self, x): ... return {\"output\": output}), or serve it "
+                "with stream=True")
+        return
+    if spec is not None:  # OpenAISpec: LitServe's messages
+        if not inspect.isasyncgenfunction(predict):
+            raise ConfigError(f"{name}: predict must be an async generator (async def with "
+                              "yield) to serve it with OpenAISpec and enable_async=True"
+                              + _STREAM_EXAMPLE)
+        if _overrides(api, "encode_response") and not inspect.isasyncgenfunction(encode):
+            what = ("a plain generator: make it an async generator (async def, async for, "
+                    "yield), it receives predict's async generator" if yields[1] else
+                    "neither a generator nor an async generator")
+            raise ConfigError(f"{name}: encode_response is {what}" + _STREAM_EXAMPLE)
+        return
+    rule = ("When `stream=True` both `lit_api.predict` and `lit_api.encode_response` must "
+            "generate values using `yield` (with enable_async=True: async generators, async "
+            "def with yield)")
+    if not inspect.isasyncgenfunction(predict):
+        raise ConfigError(f"{name}: {rule}; predict is not an async generator"
+                          + _STREAM_EXAMPLE)
+    if _overrides(api, "encode_response") and not inspect.isasyncgenfunction(encode):
+        what = ("a plain generator (it receives predict's async generator: async for)"
+                if yields[1] else "not a generator")
+        raise ConfigError(f"{name}: {rule}; encode_response is {what}" + _STREAM_EXAMPLE)
+
+
 def validate_api(api: Any) -> LitAPI:
     if not isinstance(api, LitAPI):
         raise ConfigError(
@@ -115,6 +231,7 @@ def validate_api(api: Any) -> LitAPI:
         raise ConfigError(
             f"{type(api).__name__} does not implement predict(self, x); it is required"
         )
+    check_async_hooks(api)
     return api
 
 

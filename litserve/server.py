@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import config, pickling
-from .api import LitAPI, validate_api
+from .api import LitAPI, check_async_route, validate_api
 from .callbacks.base import CallbackRunner, EventTypes, as_callbacks
 from .config import (
     MiB,
@@ -123,6 +123,8 @@ class LitServer:
         defaults = dict(max_batch_size=max_batch_size, batch_timeout=batch_timeout,
                         stream=stream, api_path=api_path, spec=spec)
         self.routes = [_route(a, defaults, self.timeout) for a in self.apis]
+        for a, r in zip(self.apis, self.routes, strict=True):
+            check_async_route(a, r)  # enable_async hooks vs stream / spec (litserve.api)
         _check_paths(self.routes, self._own_paths())
         self.workers_per_device = _one_worker_count(workers_per_device, self.routes)
         workers = len(self.devices) * self.workers_per_device

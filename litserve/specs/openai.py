@@ -115,6 +115,8 @@ class OpenAISpec(OpenAIBase):
     # -- start-up -----------------------------------------------------------------------------
     def check_api(self, api: Any) -> None:
         super().check_api(api)
+        if getattr(api, "enable_async", False):
+            return  # async hooks: litserve.api.check_async_route (LitServe's rules)
         name = type(api).__name__
         predict = type(api).predict
         if inspect.isasyncgenfunction(predict) or inspect.iscoroutinefunction(predict):

@@ -10,8 +10,10 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 from .. import protocol as P
+from ..callbacks.base import CallbackRunner
 from ..config import Plan
 from ..ipc.errors import SharedMemoryFull
 from ..ipc.lease import Lease
@@ -35,10 +37,15 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
         shipped = plan.unpack()
         apis, specs = shipped.apis, shipped.specs
         attach_loggers(plan, apis)
+        callbacks = CallbackRunner(shipped.callbacks) if shipped.callbacks else None
         for api in apis:
             api.device = device
+            if callbacks is not None:
+                callbacks.trigger_event("on_before_setup", lit_api=api)
             api.setup(device)
-        runner = Runner(plan, j, gen, apis, specs)
+            if callbacks is not None:
+                callbacks.trigger_event("on_after_setup", lit_api=api)
+        runner = _runner_class(apis)(plan, j, gen, apis, specs, callbacks)
     except SharedMemoryFull as exc:  # a sentence says it all
         print(f"litserve: worker {j} cannot start: {exc}", file=sys.stderr, flush=True)
         board.set_worker(j, gen, P.FAILED)
@@ -60,6 +67,17 @@ def worker_main(plan: Plan, j: int, gen: int, parent: int) -> None:
         board.set_worker(j, gen, P.STOPPED)
         runner.close()
         board.close()
+
+
+def _runner_class(apis: list[Any]) -> type[Runner]:
+    """The async runner (``litserve.worker.aio``) when any LitAPI has ``enable_async``:
+    it serves every route of this worker then (a plain API's hooks run one at a time in
+    a thread of their own, off its event loop); else the plain one."""
+    if any(getattr(api, "enable_async", False) for api in apis):
+        from .aio import AsyncRunner
+
+        return AsyncRunner
+    return Runner
 
 
 def _heartbeat(board: P.Board, j: int) -> None:

@@ -158,12 +158,20 @@ def _bytes_view(arr: np.ndarray) -> memoryview:
 
 
 def _is_response(output: Any) -> bool:
-    return hasattr(output, "body") and hasattr(output, "raw_headers") and hasattr(
-        output, "status_code"
-    )
+    """A starlette / FastAPI Response (Response, JSONResponse, PlainTextResponse, ...)."""
+    return hasattr(output, "raw_headers") and hasattr(output, "status_code")
 
 
 def _response(resp: Any) -> Encoded:
+    """Its status, headers (content-type included; content-length is ours) and body.
+    A response whose body is produced as it is sent (StreamingResponse, FileResponse)
+    has no body here: TypeError (the request gets a 500, the log says why)."""
+    if not isinstance(getattr(resp, "body", None), bytes | bytearray | memoryview):
+        raise TypeError(
+            f"encode_response returned a {type(resp).__name__}, whose body is produced "
+            "while it is sent; a worker sends whole responses: return a Response with "
+            "its content (Response, JSONResponse, PlainTextResponse, ...), or stream "
+            "with LitAPI(stream=True) and yield the chunks from predict / encode_response")
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers
                if k.lower() != b"content-length"]
     return Encoded(resp.status_code, P.CT_OTHER, header_lines(headers), [bytes(resp.body)])

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from .. import protocol as P
 from ..api import LitAPI, request_model
 from ..batching import BatchBuffers, stack
+from ..callbacks.base import CallbackRunner
 from ..config import Plan, RouteOptions
 from ..ipc import PayloadTooLarge, Ring, RingEmpty
 from ..ipc.errors import IPCError
@@ -50,6 +51,15 @@ STOP = Job(P.RequestRecord(0, 0, P.STOP, 0, 0, 0, 0, P.NO_BLOCK, 0, 0, 0.0),
 
 # the records that end a request: the front frees its arena block when it sees one
 FINAL = frozenset({P.RESULT, P.END, P.ERROR})
+
+# The worker's callback events (ls.Callback), fired with lit_api=<the LitAPI>, in
+# LitServe's order: per request, or per batch when batching.  A stream's
+# on_after_predict / on_after_encode_response fire when it ended (its generators were
+# exhausted, or closed because every client left); a hook that raises skips the
+# "after" events that would follow it, as in LitServe.
+BEFORE_DECODE, AFTER_DECODE = "on_before_decode_request", "on_after_decode_request"
+BEFORE_PREDICT, AFTER_PREDICT = "on_before_predict", "on_after_predict"
+BEFORE_ENCODE, AFTER_ENCODE = "on_before_encode_response", "on_after_encode_response"
 
 
 class HookError(Exception):
@@ -105,9 +115,11 @@ class Api:
 
 
 class Runner:
-    def __init__(self, plan: Plan, j: int, gen: int, apis: list[LitAPI], specs: list[Any]
-                 ) -> None:
+    def __init__(self, plan: Plan, j: int, gen: int, apis: list[LitAPI], specs: list[Any],
+                 callbacks: CallbackRunner | None = None) -> None:
         self.plan, self.j, self.gen = plan, j, gen
+        # None without callbacks: each event site costs one `is not None` test
+        self.cb = callbacks if callbacks else None
         self.apis = [Api(a, o, s) for a, o, s in zip(apis, plan.routes, specs, strict=True)]
         server = P.ServerNames.of(plan.name)
         self.board = P.Board(server.board)
@@ -210,9 +222,13 @@ class Runner:
     def _run(self, api: Api, jobs: list[Job]) -> None:
         if api.continuous is not None:
             return api.continuous.add(jobs)  # they join its running batch
+        if self.cb is not None:
+            self._event(BEFORE_DECODE, api)
         jobs = [job for job in jobs if self._decode(api, job)]
         if not jobs:
             return
+        if self.cb is not None:
+            self._event(AFTER_DECODE, api)
         try:
             if api.spec is not None:
                 self._spec(api, jobs)
@@ -245,19 +261,35 @@ class Runner:
     # posted, nothing of the worker's still refers to its inputs, so their loan ends
     # without a copy unless the user kept them (see _let_go).
     def _unary(self, api: Api, jobs: list[Job]) -> None:
+        cb = self.cb
         if api.opts.max_batch_size == 1:
             job = jobs[0]
-            job.output = api.call("predict", job.request, job.context)
-            job.output = api.call("encode_response", job.output, job.context)
+            if cb is None:
+                job.output = api.call("predict", job.request, job.context)
+                job.output = api.call("encode_response", job.output, job.context)
+            else:
+                self._event(BEFORE_PREDICT, api)
+                job.output = api.call("predict", job.request, job.context)
+                self._event(AFTER_PREDICT, api)
+                self._event(BEFORE_ENCODE, api)
+                job.output = api.call("encode_response", job.output, job.context)
+                self._event(AFTER_ENCODE, api)
             self._finish(job)
             return
+        if cb is not None:
+            self._event(BEFORE_PREDICT, api)
         self._predict_batch(api, jobs)
+        if cb is not None:
+            self._event(AFTER_PREDICT, api)
+            self._event(BEFORE_ENCODE, api)
         for job in jobs:
             try:
                 job.output = api.call("encode_response", job.output, job.context)
                 self._finish(job)
             except Exception as exc:
                 self._fail([job], exc, api, hook="encode_response")
+        if cb is not None:
+            self._event(AFTER_ENCODE, api)
 
     def _predict_batch(self, api: Api, jobs: list[Job]) -> None:
         """predict on the batch of ``jobs``; each job.output is its share of the result."""
@@ -274,10 +306,15 @@ class Runner:
         job.done = True
 
     def _stream(self, api: Api, jobs: list[Job]) -> None:
+        if self.cb is not None:
+            self._event(BEFORE_PREDICT, api)
         if api.opts.max_batch_size == 1:
             self._stream_one(api, jobs[0])
         else:
             self._stream_batch(api, jobs)
+        if self.cb is not None:
+            self._event(AFTER_PREDICT, api)
+            self._event(AFTER_ENCODE, api)
         # the generators, the batch and the last chunk went with the calls above
         for job in jobs:
             self._post(job, P.END, 200, P.CT_NDJSON, b"", [])
@@ -285,6 +322,8 @@ class Runner:
 
     def _stream_one(self, api: Api, job: Job) -> None:
         gen = api.call("predict", job.request, job.context)
+        if self.cb is not None:
+            self._event(BEFORE_ENCODE, api)
         chunks = api.call("encode_response", gen, job.context)
         for chunk in chunks:
             self._chunk(job, chunk)
@@ -295,6 +334,8 @@ class Runner:
     def _stream_batch(self, api: Api, jobs: list[Job]) -> None:
         x = api.batch([job.request for job in jobs])
         gen = api.call("predict", x, [job.context for job in jobs])
+        if self.cb is not None:
+            self._event(BEFORE_ENCODE, api)
         steps = api.call("encode_response", gen, [job.context for job in jobs])
         for step in steps:
             for job, chunk in zip(jobs, step, strict=False):
@@ -314,21 +355,47 @@ class Runner:
                 [(job, k)] = part
                 if k and self._gone(job):
                     continue  # nobody waits for the remaining choices
+                if self.cb is not None:
+                    self._event(BEFORE_PREDICT, api)
                 y = api.call("predict", job.request, job.context)
-                self._spec_outputs(api, job, y, inspect.isgenerator(y), k)
+                streamed = inspect.isgenerator(y)
+                if self.cb is not None:
+                    self._predicted(api, streamed)
+                self._spec_outputs(api, job, y, streamed, k)
             else:
-                self._spec_batch(api, part)
+                streamed = self._spec_batch(api, part)
+            if self.cb is not None:
+                self._encoded(api, streamed)
         for job in jobs:
             self._spec_finish(api, job)
 
-    def _spec_batch(self, api: Api, lanes: list[tuple[Job, int]]) -> None:
+    def _predicted(self, api: Api, streamed: bool) -> None:
+        """The events once predict returned: a generator's predict ends with its last
+        output (see _encoded)."""
+        if not streamed:
+            self._event(AFTER_PREDICT, api)
+        self._event(BEFORE_ENCODE, api)
+
+    def _encoded(self, api: Api, streamed: bool) -> None:
+        """The events once every output was encoded."""
+        if streamed:
+            self._event(AFTER_PREDICT, api)
+        self._event(AFTER_ENCODE, api)
+
+    def _spec_batch(self, api: Api, lanes: list[tuple[Job, int]]) -> bool:
+        """Whether predict was a generator."""
+        if self.cb is not None:
+            self._event(BEFORE_PREDICT, api)
         x = api.batch([job.request for job, _ in lanes])
         y = api.call("predict", x, [job.context for job, _ in lanes])
-        if inspect.isgenerator(y) and api.own["encode_response"]:
+        streamed = inspect.isgenerator(y)
+        if self.cb is not None:
+            self._predicted(api, streamed)
+        if streamed and api.own["encode_response"]:
             self._spec_batch_encoded(api, lanes, y)
-        elif inspect.isgenerator(y):
+        elif streamed:
             for step in y:
-                outs: list[Any] = list(step)  # type: ignore[call-overload]
+                outs: list[Any] = list(step)
                 for (job, k), out in zip(lanes, outs, strict=False):
                     self._spec_outputs(api, job, iter([out]), True, k)
                 if all(self._gone(job) for job, _ in lanes):
@@ -337,6 +404,7 @@ class Runner:
         else:
             for (job, k), out in zip(lanes, api.unbatch(y, len(lanes)), strict=True):
                 self._spec_outputs(api, job, out, False, k)
+        return streamed
 
     def _spec_batch_encoded(self, api: Api, lanes: list[tuple[Job, int]], y: Any) -> None:
         """LitServe's shape of a streamed batch with the LitAPI's own encode_response: it
@@ -385,6 +453,10 @@ class Runner:
                 else tail
             self._post(job, P.RESULT, 200, P.CT_JSON, b"", [body])
         job.done = True
+
+    def _event(self, name: str, api: Api) -> None:
+        assert self.cb is not None
+        self.cb.trigger_event(name, lit_api=api.api)
 
     def _chunk(self, job: Job, chunk: Any) -> None:
         ctype, data = outputs.encode_chunk(chunk)
@@ -545,11 +617,15 @@ def _log_failure(exc: Exception, api: Api, hook: str, failure: Failure, ids: lis
         log.error("request failed in %s: %s", where, exc, exc_info=exc)
 
 
+# the code of the methods that call a user hook, with the hook's name in a local "hook"
+HOOK_CODES = {Api.call.__code__}
+
+
 def _hook_of(exc: Exception) -> str:
     """The user hook ``exc`` was raised in (the innermost ``Api.call`` it passed), or ""."""
     hook, tb = "", exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code is Api.call.__code__:
+        if tb.tb_frame.f_code in HOOK_CODES:
             hook = tb.tb_frame.f_locals.get("hook", hook)
         tb = tb.tb_next
     return hook
