@@ -142,7 +142,7 @@ def check_async_hooks(api: LitAPI) -> None:
         for name in ASYNC_HOOKS:
             if _is_async(getattr(api, name)):
                 raise ConfigError(
-                    f"{type(api).__name__}.{name} is an async function, but enable_async is "
+                    f"{type(api).__name__}.{name} is async, but enable_async is "
                     "not set: pass LitAPI(enable_async=True), or make the hooks plain "
                     "(non-async) functions")
         return
