@@ -48,7 +48,7 @@ from ..api import LitAPI
 from ..batching import BatchBuffers, stack
 from ..callbacks.base import CallbackRunner
 from ..config import Plan
-from . import inputs, outputs
+from . import outputs
 from .runner import (
     AFTER_DECODE,
     AFTER_ENCODE,
@@ -63,7 +63,6 @@ from .runner import (
     Job,
     Runner,
     _iterable,
-    _wire_object,
 )
 
 log = logging.getLogger("litserve.worker")
@@ -436,16 +435,7 @@ class AsyncRunner(Runner):
 
     async def _decode_async(self, api: Api, hooks: Hooks, job: Job) -> bool:
         try:
-            arena = job.link.arena if job.rec.block != P.NO_BLOCK else None
-            meta, body, job.loan = inputs.payload(job.rec, arena)
-            job.context.update(meta.get("context", {}))
-            if job.rec.kind == P.SPEC:
-                raw = api.spec.parse(bytes(body))
-                job.state = api.spec.start(raw, job.context, bool(job.rec.flags & P.STREAM))
-            else:
-                raw = _wire_object(job.rec, meta, body, api.model)
-            job.raw = raw
-            del meta, body, raw  # held by the job only, while decode_request awaits
+            job.raw = self._wire_input(api, job)  # (no local holds the body while we await)
             job.request = await hooks.call("decode_request", job.raw, job.context)
             return True
         except Exception as exc:

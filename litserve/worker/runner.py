@@ -239,17 +239,23 @@ class Runner:
         except Exception as exc:  # a hook raised: every unfinished job gets the error
             self._fail(jobs, exc, api)
 
+    @staticmethod
+    def _wire_input(api: Api, job: Job) -> Any:
+        """What decode_request gets for ``job``: its body as parsed (or lent) from the
+        arena; the request's meta context goes into job.context, a spec's state into
+        job.state."""
+        arena = job.link.arena if job.rec.block != P.NO_BLOCK else None
+        meta, body, job.loan = inputs.payload(job.rec, arena)
+        job.context.update(meta.get("context", {}))
+        if job.rec.kind == P.SPEC:
+            raw = api.spec.parse(bytes(body))
+            job.state = api.spec.start(raw, job.context, bool(job.rec.flags & P.STREAM))
+            return raw
+        return _wire_object(job.rec, meta, body, api.model)
+
     def _decode(self, api: Api, job: Job) -> bool:
         try:
-            arena = job.link.arena if job.rec.block != P.NO_BLOCK else None
-            meta, body, job.loan = inputs.payload(job.rec, arena)
-            job.context.update(meta.get("context", {}))
-            if job.rec.kind == P.SPEC:
-                raw = api.spec.parse(bytes(body))
-                job.state = api.spec.start(raw, job.context, bool(job.rec.flags & P.STREAM))
-            else:
-                raw = _wire_object(job.rec, meta, body, api.model)
-            job.raw = raw
+            job.raw = raw = self._wire_input(api, job)
             job.request = api.call("decode_request", raw, job.context)
             return True
         except Exception as exc:

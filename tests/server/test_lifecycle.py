@@ -228,18 +228,39 @@ def test_server_file_without_a_main_guard_fails_with_a_clear_message(tmp_path: P
 
 
 def test_an_api_that_cannot_be_pickled_is_a_clear_error():
-    import threading
-
     class Holder(ls.LitAPI):
         def __init__(self):
             super().__init__()
-            self.lock = threading.Lock()  # belongs in setup()
+            self.rows = (line for line in ["a", "b"])  # a reader: belongs in setup()
 
         def predict(self, x):
             return x
 
     with pytest.raises(ConfigError, match="Load models and open files, locks or connections in"):
         ls.LitServer(Holder()).plan()
+
+
+def test_locks_in_an_api_travel_as_fresh_locks():
+    # LitServe forks, so a lock made in __init__ works there; here it is sent as a new one
+    import threading
+
+    from litserve import pickling
+
+    class Holder(ls.LitAPI):
+        def __init__(self):
+            super().__init__()
+            self.lock, self.rlock = threading.Lock(), threading.RLock()
+
+        def predict(self, x):
+            return x
+
+    held = Holder()
+    held.lock.acquire()
+    shipped = ls.LitServer(held).plan().unpack()
+    copy = shipped.apis[0]
+    assert copy.lock is not held.lock and copy.lock.acquire(blocking=False)
+    assert type(copy.rlock) is type(held.rlock)
+    assert pickling.dumps(held.lock) != b""
 
 
 def test_unknown_server_arguments_are_named_and_upstream_only_ones_ignored(caplog):
