@@ -90,6 +90,18 @@ def resolve_devices(devices: Any, accelerator: str) -> list[str]:
     return [accelerator] * len(ids)
 
 
+def instances_of(value: Any, cls: type, name: str, hint: str) -> list[Any]:
+    """``LitServer(<name>=...)`` given None, one ``cls`` or a list of them: the list;
+    anything else is a ConfigError naming the item, with ``hint`` on what to pass."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    for item in items:
+        if not isinstance(item, cls):
+            raise ConfigError(f"{name}: {item!r} is not an ls.{cls.__name__}; {hint}")
+    return list(items)
+
+
 def positive_int(name: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name}={value!r} is not valid; use an int >= 1")

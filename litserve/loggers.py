@@ -36,6 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .config import instances_of
 from .errors import ConfigError
 from .ipc import Ring
 from .ipc.errors import RingFull
@@ -81,15 +82,9 @@ class Logger(ABC):
 
 def as_loggers(value: Any) -> list[Logger]:
     """``LitServer(loggers=...)``: None, one Logger or a list of them."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list | tuple) else [value]
-    for item in items:
-        if not isinstance(item, Logger):
-            raise ConfigError(f"loggers: {item!r} is not an ls.Logger; subclass "
-                              "litserve.Logger, implement process(key, value) and pass "
-                              "instances: LitServer(api, loggers=[MyLogger()])")
-    return list(items)
+    return instances_of(value, Logger, "loggers",
+                        "subclass litserve.Logger, implement process(key, value) and pass "
+                        "instances: LitServer(api, loggers=[MyLogger()])")
 
 
 class _Recreated:

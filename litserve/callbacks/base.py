@@ -28,7 +28,7 @@ import logging
 from enum import Enum
 from typing import Any
 
-from ..errors import ConfigError
+from ..config import instances_of
 
 log = logging.getLogger("litserve.callbacks")
 
@@ -95,15 +95,9 @@ class NoopCallback(Callback):
 
 def as_callbacks(value: Any) -> list[Callback]:
     """``LitServer(callbacks=...)``: None, one Callback or a list of them."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list | tuple) else [value]
-    for item in items:
-        if not isinstance(item, Callback):
-            raise ConfigError(f"callbacks: {item!r} is not an ls.Callback; subclass "
-                              "litserve.Callback and pass instances: "
-                              "LitServer(api, callbacks=[MyCallback()])")
-    return list(items)
+    return instances_of(value, Callback, "callbacks",
+                        "subclass litserve.Callback and pass instances: "
+                        "LitServer(api, callbacks=[MyCallback()])")
 
 
 class CallbackRunner:
